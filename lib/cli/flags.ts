@@ -1,0 +1,85 @@
+/**
+ * Flag parsing shared by every command: `--name value` or `--name=value`, booleans as bare `--name`.
+ * Unknown flags and missing required ones are errors that name the flag.
+ *
+ * ```ts
+ * const f = parseFlags(args, { model: "string", "max-len": "number", fresh: "boolean" }, ["model"]);
+ * f.string("model"); f.number("max-len", 128); f.bool("fresh");
+ * ```
+ */
+import { parseArgs } from "node:util";
+
+export type FlagKind = "string" | "number" | "boolean" | "strings";
+export type FlagSpec = Record<string, FlagKind>;
+
+export class UsageError extends Error {}
+
+export interface Flags {
+  /** Arguments that are not flags, in order. */
+  positionals: string[];
+  has(name: string): boolean;
+  string(name: string, fallback?: string): string;
+  optionalString(name: string): string | undefined;
+  strings(name: string): string[];
+  number(name: string, fallback?: number): number;
+  optionalNumber(name: string): number | undefined;
+  bool(name: string): boolean;
+}
+
+export function parseFlags(args: string[], spec: FlagSpec, required: string[] = []): Flags {
+  const options: Record<string, { type: "string" | "boolean"; multiple?: boolean }> = {};
+  for (const [name, kind] of Object.entries(spec)) {
+    options[name] = kind === "boolean"
+      ? { type: "boolean" }
+      : kind === "strings"
+      ? { type: "string", multiple: true }
+      : { type: "string" };
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const values = parsed.values as Record<string, string | string[] | boolean | undefined>;
+  for (const name of required) {
+    if (values[name] === undefined) throw new UsageError(`missing required flag --${name}`);
+  }
+  const num = (name: string): number | undefined => {
+    const v = values[name];
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (typeof v !== "string" || v.trim() === "" || !Number.isFinite(n)) {
+      throw new UsageError(`--${name} must be a number, got ${JSON.stringify(v)}`);
+    }
+    return n;
+  };
+  return {
+    positionals: parsed.positionals,
+    has: (name) => values[name] !== undefined,
+    string(name, fallback) {
+      const v = values[name];
+      if (typeof v === "string") return v;
+      if (fallback !== undefined) return fallback;
+      throw new UsageError(`missing required flag --${name}`);
+    },
+    optionalString: (name) => values[name] as string | undefined,
+    strings: (name) => (values[name] as string[] | undefined) ?? [],
+    number(name, fallback) {
+      const n = num(name);
+      if (n !== undefined) return n;
+      if (fallback !== undefined) return fallback;
+      throw new UsageError(`missing required flag --${name}`);
+    },
+    optionalNumber: num,
+    bool: (name) => values[name] === true,
+  };
+}
+
+/** Reads all of standard input as lines (without the trailing empty line). */
+export async function readStdinLines(): Promise<string[]> {
+  const text = await new Response(Deno.stdin.readable).text();
+  const lines = text.split("\n");
+  if (lines.at(-1) === "") lines.pop();
+  return lines;
+}

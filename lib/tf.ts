@@ -1,0 +1,108 @@
+/**
+ * The one module that imports TensorFlow.js. Everything else takes `tf` from here, so the backend
+ * choice (and the gradient overrides in `lib/bert/ops.ts`) apply everywhere.
+ *
+ * Backends, in the order `auto` tries them:
+ * - `tensorflow`: native libtensorflow through `@tensorflow/tfjs-node-gpu`, else `@tensorflow/tfjs-node`.
+ *   Optional: installing them downloads libtensorflow, so a plain install never pulls them in.
+ * - `wasm`: `@tensorflow/tfjs-backend-wasm` (SIMD), works everywhere Deno runs.
+ * - `cpu`: the pure-JavaScript reference backend; slow, but every op exists and is exact.
+ *
+ * ```ts
+ * import { initBackend, tf } from "./tf.ts";
+ * const name = await initBackend("auto"); // "wasm" here, "tensorflow" on a machine with tfjs-node
+ * ```
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import "@tensorflow/tfjs-backend-cpu";
+import { setThreadsCount, setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
+
+export { tf };
+
+export type BackendName = "auto" | "tensorflow" | "wasm" | "cpu";
+export const BACKENDS: readonly BackendName[] = ["auto", "tensorflow", "wasm", "cpu"];
+
+const NATIVE_VERSION = "4.22.0";
+const NATIVE_HELP =
+  `The "tensorflow" backend needs the native TensorFlow.js bindings, which download libtensorflow ` +
+  `when installed. Install one of them into this project and allow its install script:\n` +
+  `  deno install --allow-scripts=npm:@tensorflow/tfjs-node-gpu@${NATIVE_VERSION} npm:@tensorflow/tfjs-node-gpu@${NATIVE_VERSION}\n` +
+  `  deno install --allow-scripts=npm:@tensorflow/tfjs-node@${NATIVE_VERSION} npm:@tensorflow/tfjs-node@${NATIVE_VERSION}\n` +
+  `or choose another backend with NORMTUNE_BACKEND=wasm (or --backend wasm).`;
+
+/** Reads the wanted backend from `NORMTUNE_BACKEND`, defaulting to `auto`. */
+export function backendFromEnv(): BackendName {
+  const value = Deno.env.get("NORMTUNE_BACKEND") ?? "auto";
+  if (!(BACKENDS as readonly string[]).includes(value)) {
+    throw new Error(`NORMTUNE_BACKEND=${value} is not a backend; use one of ${BACKENDS.join(", ")}`);
+  }
+  return value as BackendName;
+}
+
+/** The native bindings are usable only once their install script has fetched libtensorflow. */
+function nativeInstalled(pkg: string): boolean {
+  const lib = new URL(`../node_modules/@tensorflow/${pkg}/lib/`, import.meta.url);
+  try {
+    for (const entry of Deno.readDirSync(lib)) {
+      if (entry.name.startsWith("napi-v")) return true;
+    }
+  } catch {
+    // no such package
+  }
+  return false;
+}
+
+async function tryNative(): Promise<string | undefined> {
+  for (const pkg of ["tfjs-node-gpu", "tfjs-node"]) {
+    if (!nativeInstalled(pkg)) continue;
+    // Built at run time so that neither `deno install` nor `deno check` fetches the optional package.
+    await import(["npm:@tensorflow", `${pkg}@${NATIVE_VERSION}`].join("/"));
+    if (await tf.setBackend("tensorflow")) return pkg;
+  }
+  return undefined;
+}
+
+async function tryWasm(): Promise<boolean> {
+  // Deno has no bundler to place the .wasm files: point the backend at the installed package.
+  setWasmPaths(new URL("../node_modules/@tensorflow/tfjs-backend-wasm/dist/", import.meta.url).href);
+  // The threaded build needs SharedArrayBuffer workers, which do not start under Deno.
+  setThreadsCount(1);
+  try {
+    return await tf.setBackend("wasm");
+  } catch {
+    return false;
+  }
+}
+
+let chosen: string | undefined;
+
+/**
+ * Selects the backend (once per process; later calls with the same wish return the same answer).
+ * Returns the name of the backend in use. Asking for one that cannot start is an error that says how
+ * to install it.
+ */
+export async function initBackend(wish: BackendName = backendFromEnv(), quiet = true): Promise<string> {
+  if (chosen && (wish === "auto" || tf.getBackend() === wish)) return tf.getBackend();
+  let got: string | undefined;
+  if (wish === "tensorflow" || wish === "auto") {
+    const pkg = await tryNative();
+    if (pkg) got = `tensorflow (${pkg})`;
+    else if (wish === "tensorflow") throw new Error(NATIVE_HELP);
+  }
+  if (!got && (wish === "wasm" || wish === "auto")) {
+    if (await tryWasm()) got = "wasm";
+    else if (wish === "wasm") {
+      throw new Error(
+        "the wasm backend did not start: is node_modules/@tensorflow/tfjs-backend-wasm/dist present? " +
+          "Run `deno install` in the project folder.",
+      );
+    }
+  }
+  if (!got && (wish === "cpu" || wish === "auto")) {
+    if (await tf.setBackend("cpu")) got = "cpu";
+  }
+  if (!got) throw new Error(`no TensorFlow.js backend could start (asked for ${wish})`);
+  chosen = got;
+  if (!quiet) console.error(`normtune: backend ${got}`);
+  return tf.getBackend();
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what normtune needs on a Debian machine (idempotent): deno from npm (pinned), the Jupyter
+# pieces that execute the notebooks headless, Chromium for the report check, and the project's npm
+# dependencies. Run as root (or with sudo available). Used by .ci/run and the README's commands.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DENO_VERSION=2.9.6
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+if ! command -v deno >/dev/null || [ "$(deno --version | head -1 | cut -d' ' -f2)" != "$DENO_VERSION" ]; then
+  npm install -g "deno@$DENO_VERSION" >/dev/null
+fi
+APT_PACKAGES="jupyter-nbconvert jupyter-client python3-ipykernel python3-nbclient chromium"
+missing=""
+for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+deno install --frozen >/dev/null
+# The Jupyter kernel spec stores deno's absolute path: write it each time in case deno moved.
+deno jupyter --install >/dev/null 2>&1 || deno jupyter --install
