@@ -1,0 +1,331 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { initBackend, tf } from "../../lib/tf.ts";
+import { type Batch, batchFromEncoded, BertClassifier } from "../../lib/bert/model.ts";
+import { type BertConfig, readConfig } from "../../lib/bert/config.ts";
+import { readSafetensors, type TensorMap } from "../../lib/bert/safetensors.ts";
+import { loadCheckpoint } from "../../lib/bert/checkpoint.ts";
+import { isBias, isLayerNorm } from "../../lib/bert/names.ts";
+import { sharedModel } from "../env.ts";
+
+const GOLDEN = join(import.meta.dirname!, "..", "fixtures", "golden");
+const BACKENDS = ["cpu", "wasm"] as const;
+
+interface GoldenRow {
+  input_ids: number[];
+  token_type_ids: number[];
+  attention_mask: number[];
+}
+interface GoldenCase {
+  num_labels: number;
+  labels: number[];
+  logits: number[][];
+  loss: number;
+}
+interface Golden {
+  rows: GoldenRow[];
+  cls: GoldenCase;
+  reg: GoldenCase;
+}
+
+async function golden(): Promise<{ config: BertConfig; body: TensorMap; data: Golden }> {
+  return {
+    config: await readConfig(join(GOLDEN, "config.json")),
+    body: await readSafetensors(join(GOLDEN, "model.safetensors")),
+    data: JSON.parse(await Deno.readTextFile(join(GOLDEN, "golden.json"))),
+  };
+}
+
+async function goldenModel(
+  tag: "cls" | "reg",
+): Promise<{ model: BertClassifier; batch: Batch; g: GoldenCase }> {
+  const { config, body, data } = await golden();
+  const head = await readSafetensors(join(GOLDEN, `head_${tag}.safetensors`));
+  const g = data[tag];
+  const model = new BertClassifier(config, g.num_labels, new Map([...body, ...head]));
+  return { model, batch: goldenBatch(data), g };
+}
+
+function goldenBatch(data: Golden): Batch {
+  return batchFromEncoded(
+    data.rows.map((r) => ({
+      inputIds: r.input_ids,
+      tokenTypeIds: r.token_type_ids,
+      attentionMask: r.attention_mask,
+    })),
+  );
+}
+
+/** |got - want| <= atol + rtol |want| elementwise. */
+function assertClose(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  what: string,
+  atol = 1e-5,
+  rtol = 1e-4,
+) {
+  assert.equal(got.length, want.length, `${what}: length`);
+  for (let i = 0; i < want.length; i++) {
+    const bound = atol + rtol * Math.abs(want[i]);
+    assert.ok(Math.abs(got[i] - want[i]) <= bound, `${what}[${i}]: got ${got[i]}, want ${want[i]}`);
+  }
+}
+
+/** Gradients of the mean loss for every parameter, by Hugging Face name. */
+function allGrads(
+  model: BertClassifier,
+  batch: Batch,
+  labels: number[],
+): { loss: number; grads: Map<string, Float32Array> } {
+  const vars = [...model.params.values()];
+  const { value, grads } = tf.variableGrads(() => model.loss(model.logits(batch), labels), vars);
+  const out = new Map<string, Float32Array>();
+  for (const [name, v] of model.params) out.set(name, grads[v.name].dataSync() as Float32Array);
+  const loss = value.dataSync()[0];
+  tf.dispose([value, ...Object.values(grads)]);
+  return { loss, grads: out };
+}
+
+for (const tag of ["cls", "reg"] as const) {
+  Deno.test(`golden ${tag}: logits, loss and every gradient equal PyTorch's on cpu and wasm`, async () => {
+    const want = await readSafetensors(join(GOLDEN, `grads_${tag}.safetensors`));
+    for (const backend of BACKENDS) {
+      await initBackend(backend);
+      const { model, batch, g } = await goldenModel(tag);
+      const logits = model.logits(batch);
+      assert.deepEqual(logits.shape, [3, g.num_labels]);
+      assertClose(logits.dataSync(), g.logits.flat(), `${backend} logits`);
+      logits.dispose();
+      const { loss, grads } = allGrads(model, batch, g.labels);
+      assertClose([loss], [g.loss], `${backend} loss`);
+      assert.equal(grads.size, want.size);
+      for (const [name, t] of want) {
+        assert.ok(grads.has(name), `${backend}: no gradient for ${name}`);
+        assertClose(grads.get(name)!, t.data, `${backend} grad ${name}`);
+      }
+      model.dispose();
+    }
+  });
+}
+
+Deno.test("per-example gradients from one backward pass equal one-example passes", async () => {
+  for (const backend of BACKENDS) {
+    await initBackend(backend);
+    const { model, batch, g } = await goldenModel("cls");
+    const names = [...model.params.keys()].filter((n) => isLayerNorm(n) || isBias(n));
+    const n = batch.batchSize, s = batch.seqLen;
+    // One pass: every element-wise parameter tiled to [n, ...shape]; the summed loss's gradient
+    // w.r.t. copy b is example b's own gradient.
+    const batched = tf.tidy(() => {
+      const tiled = names.map((name) => {
+        const p = model.params.get(name)!;
+        return tf.tile(tf.expandDims(p, 0), [n, ...p.shape.map(() => 1)]);
+      });
+      const f = (...xs: tf.Tensor[]) => {
+        const overrides = new Map(names.map((name, i) => [name, xs[i]]));
+        return tf.mul(model.loss(model.logits(batch, { overrides }), g.labels), n) as tf.Scalar;
+      };
+      return tf.grads(f)(tiled).map((t) => t.arraySync() as number[][]);
+    });
+    for (let b = 0; b < n; b++) {
+      const one: Batch = {
+        inputIds: batch.inputIds.slice(b * s, (b + 1) * s),
+        tokenTypeIds: batch.tokenTypeIds.slice(b * s, (b + 1) * s),
+        attentionMask: batch.attentionMask.slice(b * s, (b + 1) * s),
+        batchSize: 1,
+        seqLen: s,
+      };
+      const { grads } = allGrads(model, one, [g.labels[b]]);
+      names.forEach((name, i) =>
+        assertClose(batched[i][b].flat(), grads.get(name)!, `${backend} ${name} example ${b}`)
+      );
+    }
+    model.dispose();
+  }
+});
+
+Deno.test("overrides replace parameters for one pass only, and are checked", async () => {
+  await initBackend("cpu");
+  const { model, batch } = await goldenModel("cls");
+  const base = model.logits(batch);
+  const zeroHead = tf.zeros([3, 16]);
+  const bias = model.params.get("classifier.bias")!;
+  const overridden = model.logits(batch, { overrides: new Map([["classifier.weight", zeroHead]]) });
+  // With a zero classifier weight every row's logits are the bias.
+  assertClose(
+    overridden.dataSync(),
+    [...bias.dataSync(), ...bias.dataSync(), ...bias.dataSync()],
+    "zero head",
+  );
+  assertClose(model.logits(batch).dataSync(), base.dataSync(), "unchanged after");
+  assert.throws(
+    () => model.logits(batch, { overrides: new Map([["classifier.wieght", zeroHead]]) }),
+    /not a parameter/,
+  );
+  assert.throws(
+    () => model.logits(batch, { overrides: new Map([["classifier.bias", tf.zeros([2, 3])]]) }),
+    /per-example parameter/,
+  );
+  tf.dispose([base, zeroHead, overridden]);
+  model.dispose();
+});
+
+Deno.test("no tensors leak across repeated forward and backward passes, training or not", async () => {
+  for (const backend of BACKENDS) {
+    await initBackend(backend);
+    const { model, batch, g } = await goldenModel("cls");
+    const vars = [...model.params.values()];
+    const step = (training: boolean) => {
+      const { value, grads } = tf.variableGrads(
+        () => model.loss(model.logits(batch, { training, seed: 1 }), g.labels),
+        vars,
+      );
+      tf.dispose([value, ...Object.values(grads)]);
+    };
+    step(true); // warm-up: first calls may create lasting backend state
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) {
+      step(true);
+      step(false);
+      tf.tidy(() => model.logits(batch).dataSync());
+    }
+    assert.equal(tf.memory().numTensors, before, `${backend}: tensors leaked`);
+    model.dispose();
+    assert.equal(tf.memory().numTensors, before - vars.length);
+  }
+});
+
+Deno.test("dropout: training passes are deterministic per seed and differ from eval", async () => {
+  await initBackend("cpu");
+  const { model, batch } = await goldenModel("cls");
+  const run = (opts: { training?: boolean; seed?: number }) =>
+    tf.tidy(() => Array.from(model.logits(batch, opts).dataSync()));
+  const evalA = run({}), evalB = run({ seed: 5 });
+  assert.deepEqual(evalA, evalB, "eval ignores the seed");
+  const t1 = run({ training: true, seed: 1 });
+  assert.deepEqual(run({ training: true, seed: 1 }), t1);
+  assert.notDeepEqual(run({ training: true, seed: 2 }), t1);
+  assert.notDeepEqual(t1, evalA);
+  model.dispose();
+});
+
+Deno.test("frozen weights get no gradient computed (lazy per-input gradients)", async () => {
+  await initBackend("wasm");
+  const { model, batch, g } = await goldenModel("cls");
+  /** Counts products whose output has a weight's shape ([16, 16], [32, 16], [16, 32]): weight gradients. */
+  const weightProducts = async (vars: tf.Variable[]) => {
+    const info = await tf.profile(() => {
+      const { value, grads } = tf.variableGrads(() => model.loss(model.logits(batch), g.labels), vars);
+      assert.deepEqual(Object.keys(grads).sort(), vars.map((v) => v.name).sort());
+      tf.dispose([value, ...Object.values(grads)]);
+    });
+    const weightShapes = ["16,16", "32,16", "16,32"];
+    return info.kernels.filter((k) =>
+      k.name === "BatchMatMul" && weightShapes.includes(String(k.outputShapes[0]))
+    )
+      .length;
+  };
+  const layerNorms = [...model.params].filter(([n]) => isLayerNorm(n)).map(([, v]) => v);
+  assert.equal(await weightProducts(layerNorms), 0);
+  assert.ok(await weightProducts([...model.params.values()]) >= 12); // 6 dense weights per layer, 2 layers
+  model.dispose();
+});
+
+Deno.test("loss: cross-entropy and MSE by hand; bad labels are errors", async () => {
+  await initBackend("cpu");
+  const { config, body } = await golden();
+  const head: TensorMap = new Map([
+    ["classifier.weight", { shape: [3, 16], data: new Float32Array(48) }],
+    ["classifier.bias", { shape: [3], data: new Float32Array(3) }],
+  ]);
+  const model = new BertClassifier(config, 3, new Map([...body, ...head]));
+  const logits = tf.tensor2d([[1, 2, 3], [0, 0, 0]]);
+  const ce = (row: number[], y: number) => -(row[y] - Math.log(row.reduce((a, v) => a + Math.exp(v), 0)));
+  assertClose(model.loss(logits, [2, 0]).dataSync(), [(ce([1, 2, 3], 2) + ce([0, 0, 0], 0)) / 2], "ce");
+  assert.throws(() => model.loss(logits, [3, 0]), /not a class index/);
+  assert.throws(() => model.loss(logits, [1.5, 0]), /not a class index/);
+  assert.throws(() => model.loss(logits, [1]), /1 labels for 2/);
+  model.dispose();
+  const reg = new BertClassifier(
+    config,
+    1,
+    new Map([...body, ["classifier.weight", { shape: [1, 16], data: new Float32Array(16) }], [
+      "classifier.bias",
+      { shape: [1], data: new Float32Array(1) },
+    ]]),
+  );
+  assertClose(reg.loss(tf.tensor2d([[1], [3]]), [0.5, 1]).dataSync(), [(0.25 + 4) / 2], "mse");
+  reg.dispose();
+  logits.dispose();
+});
+
+Deno.test("constructor and inputs are validated with messages that name the problem", async () => {
+  await initBackend("cpu");
+  const { config, body, data } = await golden();
+  assert.throws(() => new BertClassifier(config, 3, body), /"classifier.weight" \[3,16\] is missing/);
+  const bad = new Map(body);
+  bad.set("classifier.weight", { shape: [2, 16], data: new Float32Array(32) });
+  bad.set("classifier.bias", { shape: [3], data: new Float32Array(3) });
+  assert.throws(() => new BertClassifier(config, 3, bad), /"classifier.weight" has shape \[2,16\]/);
+  const head = await readSafetensors(join(GOLDEN, "head_cls.safetensors"));
+  const model = new BertClassifier(config, 3, new Map([...body, ...head]));
+  // exportTensors round-trips the values given.
+  const exported = model.exportTensors();
+  for (const [name, t] of exported) {
+    const src = (body.get(name) ?? head.get(name))!;
+    assert.deepEqual(t.shape, src.shape);
+    assert.deepEqual(t.data, src.data, name);
+  }
+  const batch = goldenBatch(data);
+  batch.inputIds[3] = 100;
+  assert.throws(() => model.logits(batch), /row 0, position 3: token id 100/);
+  const long = batchFromEncoded([{ inputIds: [1], tokenTypeIds: [0], attentionMask: [1] }], 33);
+  assert.throws(() => model.logits(long), /exceeds max_position_embeddings 32/);
+  model.dispose();
+});
+
+Deno.test("batchFromEncoded pads to the longest row or to seqLen and rejects ragged rows", () => {
+  const rows = [
+    { inputIds: [2, 5, 3], tokenTypeIds: [0, 0, 0], attentionMask: [1, 1, 1] },
+    { inputIds: [2, 3], tokenTypeIds: [0, 1], attentionMask: [1, 1] },
+  ];
+  const b = batchFromEncoded(rows);
+  assert.equal(b.seqLen, 3);
+  assert.equal(b.batchSize, 2);
+  assert.deepEqual(Array.from(b.inputIds), [2, 5, 3, 2, 3, 0]);
+  assert.deepEqual(Array.from(b.tokenTypeIds), [0, 0, 0, 0, 1, 0]);
+  assert.deepEqual(Array.from(b.attentionMask), [1, 1, 1, 1, 1, 0]);
+  assert.equal(batchFromEncoded(rows, 5).inputIds.length, 10);
+  assert.throws(() => batchFromEncoded(rows, 2), /row 0 has 3 tokens, more than seqLen 2/);
+  assert.throws(
+    () => batchFromEncoded([{ inputIds: [1, 2], tokenTypeIds: [0], attentionMask: [1, 1] }]),
+    /row 0/,
+  );
+  assert.throws(() => batchFromEncoded([]), /no rows/);
+});
+
+Deno.test("bert-tiny: finite, deterministic logits; cpu equals wasm within 1e-4", async () => {
+  const dir = sharedModel();
+  const rows = [
+    { inputIds: [101, 7592, 2088, 102], tokenTypeIds: [0, 0, 0, 0], attentionMask: [1, 1, 1, 1] },
+    {
+      inputIds: [101, 2023, 2003, 1037, 3231, 102, 2009, 102],
+      tokenTypeIds: [0, 0, 0, 0, 0, 0, 1, 1],
+      attentionMask: [1, 1, 1, 1, 1, 1, 1, 1],
+    },
+  ];
+  const batch = batchFromEncoded(rows, 16);
+  const results: number[][] = [];
+  for (const backend of BACKENDS) {
+    await initBackend(backend);
+    const ckpt = await loadCheckpoint(dir, { numLabels: 2, seed: 3, quiet: true });
+    const model = new BertClassifier(ckpt.config, 2, ckpt.tensors);
+    const a = tf.tidy(() => Array.from(model.logits(batch).dataSync()));
+    const b = tf.tidy(() => Array.from(model.logits(batch).dataSync()));
+    assert.ok(a.every(Number.isFinite), `${backend}: logits not finite: ${a}`);
+    assert.deepEqual(a, b, `${backend}: not deterministic`);
+    results.push(a);
+    model.dispose();
+  }
+  assertClose(results[1], results[0], "wasm vs cpu", 1e-4, 0);
+});
