@@ -1,0 +1,96 @@
+import assert from "node:assert/strict";
+import { basename, dirname, join } from "node:path";
+import {
+  figureBundle,
+  inJupyter,
+  markdownBundle,
+  PLOTLY_MIME,
+  showFigure,
+  showMarkdown,
+  showTable,
+  tableBundle,
+} from "../../lib/report/display.ts";
+import { groupedBars, rankedBar } from "../../lib/report/plot.ts";
+import { ROOT } from "../../lib/util/paths.ts";
+import { chromiumDom, countClass } from "./chromium.ts";
+
+const fig = rankedBar([{ label: "a</script><!--", value: 1, error: 0.1 }, { label: "b", value: 2 }], {
+  title: "Scores",
+});
+
+Deno.test("figureBundle carries the Plotly MIME, an html fallback without plotly.js, and text", () => {
+  const b = figureBundle(fig, { id: "fig1", notebookDir: join(ROOT, "notebooks") });
+  assert.deepEqual(b[PLOTLY_MIME], { data: fig.data, layout: fig.layout });
+  const html = b["text/html"] as string;
+  assert.match(html, /^<div id="fig1" class="normtune-figure" style="width:100%;height:450px"><\/div>/);
+  const tall = figureBundle({ data: [], layout: { height: 300 } }, { id: "f" })["text/html"] as string;
+  assert.match(tall, /^<div id="f" class="normtune-figure" style="width:100%;height:300px">/);
+  assert.match(html, /Plotly\.newPlot/);
+  // Label text must not end the script or open an HTML comment.
+  assert.equal(html.match(/<\/script>/g)?.length, 1);
+  assert.ok(!html.includes("<!--"));
+  assert.ok(html.includes('"../node_modules/plotly.js-dist-min/plotly.min.js"'));
+  assert.ok(html.length < 10_000, `html fallback is ${html.length} chars: plotly.js must not be inlined`);
+  assert.equal(b["text/plain"], "[figure: Scores (1 trace)]");
+  // Fresh ids by default, so two figures in one page do not collide.
+  assert.notEqual(figureBundle(fig)["text/html"], figureBundle(fig)["text/html"]);
+});
+
+Deno.test("table and markdown bundles; outside Jupyter the show* calls print text", async () => {
+  assert.equal(inJupyter(), false);
+  const t = tableBundle([{ a: 1 }], { caption: "cap" });
+  assert.match(t["text/html"] as string, /<caption>cap<\/caption>/);
+  assert.equal(t["text/plain"], "cap\n\n|   a |\n| --: |\n|   1 |");
+  assert.deepEqual(markdownBundle("# hi"), { "text/markdown": "# hi", "text/plain": "# hi" });
+  const printed: string[] = [];
+  const log = console.log;
+  console.log = (s: string) => printed.push(s);
+  try {
+    await showFigure(fig);
+    await showTable([{ a: 1 }]);
+    await showMarkdown("**x**");
+  } finally {
+    console.log = log;
+  }
+  assert.deepEqual(printed, ["[figure: Scores (1 trace)]", "|   a |\n| --: |\n|   1 |", "**x**"]);
+});
+
+Deno.test("without window.Plotly the fallback loads plotly.js once from the Jupyter server's files/", async () => {
+  // A stand-in for a Jupyter server rooted at the project's parent folder, with a base URL, serving a
+  // notebook page at <base>lab/tree/<project>/notebooks/x.ipynb that holds two figures' html outputs.
+  const base = "/user/me/";
+  const serverRoot = dirname(ROOT);
+  const notebookDir = join(ROOT, "notebooks");
+  const outputs = [fig, groupedBars(["x", "y"], [{ name: "s", values: [1, 2] }])]
+    .map((f) => figureBundle(f, { notebookDir })["text/html"]).join("\n");
+  const page = `<!DOCTYPE html><html><head><meta charset="utf-8">
+<script id="jupyter-config-data" type="application/json">{"baseUrl": "${base}"}</script></head>
+<body>${outputs}</body></html>`;
+  const requested: string[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const path = decodeURIComponent(new URL(req.url).pathname);
+    if (path.startsWith(`${base}lab/tree/`)) {
+      return new Response(page, { headers: { "content-type": "text/html" } });
+    }
+    if (path.startsWith(`${base}files/`)) {
+      requested.push(path.slice(base.length));
+      try {
+        const body = await Deno.readFile(join(serverRoot, path.slice(`${base}files/`.length)));
+        return new Response(body, { headers: { "content-type": "text/javascript" } });
+      } catch {
+        return new Response("not found", { status: 404 });
+      }
+    }
+    return new Response("not found", { status: 404 });
+  });
+  try {
+    const url = `http://127.0.0.1:${server.addr.port}${base}lab/tree/${basename(ROOT)}/notebooks/x.ipynb`;
+    const dom = await chromiumDom(url, { budgetMs: 8000 });
+    assert.equal(countClass(dom, "js-plotly-plot"), 2, "both figures drawn");
+    assert.ok(countClass(dom, "main-svg") >= 2);
+    // The path relative to the notebook's folder worked first, and plotly.js was fetched once for both.
+    assert.deepEqual(requested, [`files/${basename(ROOT)}/node_modules/plotly.js-dist-min/plotly.min.js`]);
+  } finally {
+    await server.shutdown();
+  }
+});
