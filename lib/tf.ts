@@ -103,6 +103,9 @@ export async function initBackend(wish: BackendName = backendFromEnv(), quiet = 
   }
   if (!got) throw new Error(`no TensorFlow.js backend could start (asked for ${wish})`);
   chosen = got;
+  // The tfjs-core build Deno loads registers no gradients: ops.ts installs them (and the fast-path
+  // overrides). Imported dynamically because ops.ts itself imports this module.
+  await import("./bert/ops.ts");
   if (!quiet) console.error(`normtune: backend ${got}`);
   return tf.getBackend();
 }
