@@ -1,0 +1,106 @@
+/**
+ * `normtune finetune`: fine-tune a model on a GLUE task, training only what `--mode` selects. Thin: the
+ * work is `finetune()` in lib/tuning/trainer.ts; this parses flags and prints the result.
+ *
+ * ```sh
+ * deno task normtune finetune --model bert-tiny-mlm --task RTE --mode layernorm --epochs 1 \
+ *   --max-train 500 --out runs/rte-ln
+ * ```
+ *
+ * Run again with the same arguments, it resumes from the last saved state (or, once finished, prints the
+ * saved result); `--fresh` starts over.
+ */
+import { type BackendName, BACKENDS } from "../tf.ts";
+import { describeCounts, MODE_NAMES } from "../tuning/modes.ts";
+import { finetune, type RunResult } from "../tuning/trainer.ts";
+import { parseFlags, UsageError } from "./flags.ts";
+
+const SPEC = {
+  model: "string",
+  task: "string",
+  mode: "string",
+  mask: "string",
+  lr: "number",
+  epochs: "number",
+  "batch-size": "number",
+  "max-len": "number",
+  seed: "number",
+  out: "string",
+  "max-train": "number",
+  "max-dev": "number",
+  warmup: "number",
+  "weight-decay": "number",
+  clip: "number",
+  "eval-batch-size": "number",
+  "save-every": "number",
+  "save-model": "boolean",
+  fresh: "boolean",
+  backend: "string",
+  "glue-dir": "string",
+  quiet: "boolean",
+} as const;
+
+/** Reads `--backend`, checking the name. */
+export function backendFlag(value: string | undefined): BackendName | undefined {
+  if (value === undefined) return undefined;
+  if (!(BACKENDS as readonly string[]).includes(value)) {
+    throw new UsageError(`--backend ${value} is not a backend; use one of ${BACKENDS.join(", ")}`);
+  }
+  return value as BackendName;
+}
+
+export async function run(args: string[]): Promise<void> {
+  const f = parseFlags(args, SPEC, ["model", "task", "mode", "out"]);
+  const mode = f.string("mode");
+  if (!(MODE_NAMES as readonly string[]).includes(mode)) {
+    throw new UsageError(`--mode ${mode} is not a tuning mode; use one of ${MODE_NAMES.join(", ")}`);
+  }
+  const result = await finetune({
+    model: f.string("model"),
+    task: f.string("task"),
+    mode,
+    mask: f.optionalString("mask"),
+    lr: f.optionalNumber("lr"),
+    epochs: f.optionalNumber("epochs"),
+    batchSize: f.optionalNumber("batch-size"),
+    maxLen: f.optionalNumber("max-len"),
+    seed: f.optionalNumber("seed"),
+    out: f.string("out"),
+    maxTrain: f.optionalNumber("max-train"),
+    maxDev: f.optionalNumber("max-dev"),
+    warmup: f.optionalNumber("warmup"),
+    weightDecay: f.optionalNumber("weight-decay"),
+    clip: f.optionalNumber("clip"),
+    evalBatchSize: f.optionalNumber("eval-batch-size"),
+    saveEvery: f.optionalNumber("save-every"),
+    saveModel: f.bool("save-model"),
+    fresh: f.bool("fresh"),
+    backend: backendFlag(f.optionalString("backend")),
+    glueDir: f.optionalString("glue-dir"),
+    quiet: f.bool("quiet"),
+  });
+  if (result.alreadyDone) {
+    console.log(
+      `${result.out}: this run is already finished; nothing to do (--fresh redoes it). Saved result:`,
+    );
+  }
+  console.log(summary(result));
+}
+
+const fmt = (m: Record<string, number>) =>
+  Object.entries(m).filter(([k]) => k !== "main").map(([k, v]) => `${k} ${v.toFixed(4)}`).join(", ");
+
+/** The lines printed after a run. */
+export function summary(r: RunResult): string {
+  const m = r.metrics, id = r.config.identity;
+  const last = m.epochs.at(-1);
+  return [
+    `${id.task} ${id.mode} (lr ${id.lr}, seed ${id.seed}, ${m.steps} steps, backend ${id.backend})`,
+    `  best epoch ${m.bestEpoch}/${m.epochs.length}: ${fmt(m.best)}`,
+    `  final: ${fmt(m.final)}; train loss ${last ? last.trainLoss.toFixed(4) : "-"}`,
+    `  ${describeCounts(m.trainable)}`,
+    `  time: train ${m.trainSeconds.toFixed(1)} s, eval ${m.evalSeconds.toFixed(1)} s` +
+    (m.resumedAt.length > 0 ? `; resumed at step ${m.resumedAt.join(", ")}` : ""),
+    `  wrote ${r.deltaPath}${r.modelPath ? ` and ${r.modelPath}` : ""}`,
+  ].join("\n");
+}

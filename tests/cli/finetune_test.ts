@@ -1,0 +1,142 @@
+/**
+ * The finetune / evaluate / apply-delta commands as subprocesses: a run killed with SIGKILL after its
+ * first saved state and started again ends with the same delta bytes as an uninterrupted run.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { readSafetensors } from "../../lib/bert/safetensors.ts";
+import { applyDelta } from "../../lib/tuning/delta.ts";
+import { ROOT } from "../../lib/util/paths.ts";
+import { tinyWorld } from "../tuning/fixture.ts";
+
+const MAIN = join(ROOT, "lib", "cli", "main.ts");
+
+function command(args: string[]): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+async function normtune(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const r = await command(args).output();
+  const dec = new TextDecoder();
+  return { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+Deno.test("finetune killed with SIGKILL resumes to the same delta bytes; evaluate and apply-delta agree", async () => {
+  const w = await tinyWorld(120, 16);
+  try {
+    const args = (out: string) => [
+      "finetune",
+      "--model",
+      w.model,
+      "--task",
+      "RTE",
+      "--mode",
+      "bitfit",
+      "--glue-dir",
+      w.glue,
+      "--epochs",
+      "2",
+      "--batch-size",
+      "2",
+      "--max-len",
+      "24",
+      "--save-every",
+      "4",
+      "--out",
+      out,
+    ];
+    const straight = join(w.dir, "straight"), killed = join(w.dir, "killed");
+    const a = await normtune(args(straight));
+    assert.equal(a.code, 0, a.stderr);
+    assert.match(a.stdout, /RTE bitfit .*120 steps/);
+
+    // Start, wait for the first saved state, kill -9.
+    const child = command(args(killed)).spawn();
+    const state = join(killed, "state", "state.safetensors");
+    const deadline = Date.now() + 60_000;
+    while (!(await exists(state))) {
+      assert.ok(Date.now() < deadline, "no state was saved within 60 s");
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    child.kill("SIGKILL");
+    const status = await child.status;
+    await child.stdout.cancel();
+    await child.stderr.cancel();
+    assert.equal(status.signal, "SIGKILL");
+    assert.equal(await exists(join(killed, "delta.safetensors")), false, "the run finished before the kill");
+
+    const b = await normtune(args(killed));
+    assert.equal(b.code, 0, b.stderr);
+    assert.match(b.stderr, /resuming at step [1-9]\d* of 120/);
+    assert.match(b.stdout, /resumed at step/);
+    assert.deepEqual(
+      await Deno.readFile(join(killed, "delta.safetensors")),
+      await Deno.readFile(join(straight, "delta.safetensors")),
+    );
+
+    // Finished runs are not redone.
+    const c = await normtune(args(killed));
+    assert.equal(c.code, 0, c.stderr);
+    assert.match(c.stdout, /already finished; nothing to do/);
+    // Other arguments on the same folder are refused.
+    const d = await normtune([...args(killed), "--lr", "0.5"]);
+    assert.equal(d.code, 1);
+    assert.match(d.stderr, /other arguments \(lr: saved 0.01, now 0.5\).*--fresh/);
+
+    // evaluate with the delta gives the run's final dev scores.
+    const metrics = JSON.parse(await Deno.readTextFile(join(straight, "metrics.json")));
+    const e = await normtune([
+      "evaluate",
+      "--model",
+      w.model,
+      "--delta",
+      join(straight, "delta.safetensors"),
+      "--task",
+      "RTE",
+      "--glue-dir",
+      w.glue,
+      "--max-len",
+      "24",
+    ]);
+    assert.equal(e.code, 0, e.stderr);
+    assert.deepEqual(JSON.parse(e.stdout).metrics, metrics.final);
+
+    // apply-delta writes a checkpoint equal to base + delta.
+    const full = join(w.dir, "full");
+    const f = await normtune([
+      "apply-delta",
+      "--model",
+      w.model,
+      "--delta",
+      join(straight, "delta.safetensors"),
+      "--out",
+      full,
+    ]);
+    assert.equal(f.code, 0, f.stderr);
+    const written = await readSafetensors(join(full, "model.safetensors"));
+    const want = await applyDelta(w.model, join(straight, "delta.safetensors"));
+    assert.deepEqual([...written.keys()].sort(), [...want.keys()].sort());
+    for (const [name, t] of want) assert.deepEqual(written.get(name)!.data, t.data, name);
+    assert.ok(await exists(join(full, "vocab.txt")));
+  } finally {
+    await w.cleanup();
+  }
+});
+
+Deno.test("finetune usage errors name the flag", async () => {
+  const r = await normtune(["finetune", "--model", "x", "--task", "RTE", "--mode", "lora", "--out", "y"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--mode lora is not a tuning mode; use one of full, bitfit/);
+  const s = await normtune(["finetune", "--task", "RTE"]);
+  assert.equal(s.code, 2);
+  assert.match(s.stderr, /missing required flag --model/);
+});

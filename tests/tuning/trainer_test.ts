@@ -1,0 +1,281 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { loadCheckpoint } from "../../lib/bert/checkpoint.ts";
+import { batchFromEncoded, BertClassifier } from "../../lib/bert/model.ts";
+import { parameterShapes } from "../../lib/bert/names.ts";
+import { readSafetensors, type TensorMap } from "../../lib/bert/safetensors.ts";
+import { initBackend, tf } from "../../lib/tf.ts";
+import { loadWithDelta, readDelta } from "../../lib/tuning/delta.ts";
+import { writeMask } from "../../lib/tuning/masks.ts";
+import { type ModeName, type Selection, selectTrainable } from "../../lib/tuning/modes.ts";
+import { finetune, StepRunner } from "../../lib/tuning/trainer.ts";
+import { readJsonIfExists } from "../../lib/util/atomic.ts";
+import { GOLDEN, tinyWorld } from "./fixture.ts";
+
+await initBackend();
+
+const ck = await loadCheckpoint(GOLDEN, { numLabels: 2, seed: 1, quiet: true });
+const rows = [
+  {
+    inputIds: [2, 17, 42, 9, 3, 55, 71, 3],
+    tokenTypeIds: [0, 0, 0, 0, 0, 1, 1, 1],
+    attentionMask: [1, 1, 1, 1, 1, 1, 1, 1],
+  },
+  { inputIds: [2, 88, 5, 63, 3], tokenTypeIds: [0, 0, 0, 0, 0], attentionMask: [1, 1, 1, 1, 1] },
+  { inputIds: [2, 31, 3, 12, 3], tokenTypeIds: [0, 0, 0, 1, 1], attentionMask: [1, 1, 1, 1, 1] },
+];
+const batch = batchFromEncoded(rows);
+const labels = Int32Array.from([1, 0, 1]);
+
+function values(model: BertClassifier): Map<string, Float32Array> {
+  return new Map([...model.params].map(([n, v]) => [n, v.dataSync() as Float32Array]));
+}
+
+function bitwiseEqual(a: Float32Array, b: Float32Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
+    Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+  );
+}
+
+function train(selection: Selection, steps: number) {
+  const model = new BertClassifier(ck.config, 2, ck.tensors);
+  const runner = new StepRunner(model, selection, { weightDecay: 0.01 });
+  const before = values(model);
+  const gradNames: string[][] = [];
+  const counts: number[] = [];
+  for (let s = 0; s < steps; s++) {
+    gradNames.push(runner.step(batch, labels, 1e-2, s).gradNames);
+    counts.push(tf.memory().numTensors);
+  }
+  const after = values(model);
+  runner.dispose();
+  model.dispose();
+  return { before, after, gradNames, counts };
+}
+
+const names = [...parameterShapes(ck.config, 2).keys()];
+
+for (const mode of ["layernorm", "bitfit", "layernorm-output"] as ModeName[]) {
+  Deno.test(`${mode}: frozen parameters bitwise unchanged, gradients only for trained ones`, () => {
+    const selection = selectTrainable(mode, names);
+    const { before, after, gradNames } = train(selection, 3);
+    for (const g of gradNames) assert.deepEqual(g.sort(), [...selection.keys()].sort());
+    for (const name of names) {
+      const same = bitwiseEqual(before.get(name)!, after.get(name)!);
+      assert.equal(
+        same,
+        !selection.has(name),
+        `${name}: ${selection.has(name) ? "trained but unchanged" : "frozen but changed"}`,
+      );
+    }
+  });
+}
+
+Deno.test("masked parameter: unselected elements keep their bits, selected ones move", () => {
+  const q = "bert.encoder.layer.1.attention.self.query.weight";
+  const mask = new Float32Array(16 * 16);
+  for (let i = 0; i < mask.length; i += 7) mask[i] = 1;
+  const selection: Selection = new Map<string, Float32Array | "all">([
+    [q, mask],
+    ["classifier.weight", "all"],
+    ["classifier.bias", "all"],
+  ]);
+  const { before, after } = train(selection, 3);
+  const b = before.get(q)!, a = after.get(q)!;
+  for (let i = 0; i < mask.length; i++) {
+    if (mask[i]) assert.notEqual(a[i], b[i], `element ${i} did not train`);
+    else assert.ok(Object.is(a[i], b[i]), `element ${i} changed`);
+  }
+});
+
+Deno.test("frozen weights cost no gradient work: the step's gradient pass runs fewer kernels", async () => {
+  // The kernels of the gradient computation for exactly the variables the step passes to tfjs.
+  const kernels = async (mode: ModeName) => {
+    const model = new BertClassifier(ck.config, 2, ck.tensors);
+    const runner = new StepRunner(model, selectTrainable(mode, names));
+    const vars = runner.optimizer.variables();
+    const info = await tf.profile(() => {
+      const { value, grads } = tf.variableGrads(() => model.loss(model.logits(batch), labels), vars);
+      tf.dispose([value, ...Object.values(grads)]);
+    });
+    runner.dispose();
+    model.dispose();
+    return { count: info.kernels.length, vars: vars.length };
+  };
+  const full = await kernels("full"), ln = await kernels("layernorm");
+  assert.equal(full.vars, names.length);
+  assert.equal(ln.vars, 5 * 2 + 2);
+  // Each of the 13 frozen dense weights (6 per layer + pooler) would need at least one product.
+  assert.ok(ln.count + 13 <= full.count, `layernorm ${ln.count} vs full ${full.count} kernels`);
+});
+
+Deno.test("no tensor leaks across training steps", () => {
+  const { counts } = train(selectTrainable("full", names), 5);
+  assert.equal(new Set(counts.slice(1)).size, 1, `tensor counts ${counts}`);
+});
+
+Deno.test("a diverging step (NaN loss) throws before changing anything", () => {
+  const model = new BertClassifier(ck.config, 2, ck.tensors);
+  const runner = new StepRunner(model, selectTrainable("full", names));
+  try {
+    const before = values(model);
+    const bad = batchFromEncoded(rows);
+    assert.throws(() => runner.step(bad, Float32Array.from([NaN, 0, 1]) as unknown as Int32Array, 1e-3, 0));
+    const after = values(model);
+    for (const n of names) assert.ok(bitwiseEqual(before.get(n)!, after.get(n)!), n);
+  } finally {
+    runner.dispose();
+    model.dispose();
+  }
+});
+
+Deno.test("finetune: outputs, delta round trip, finished runs not redone, changed arguments refused", async () => {
+  const w = await tinyWorld();
+  const tensorsBefore = tf.memory().numTensors;
+  try {
+    const out = join(w.dir, "run");
+    const opts = {
+      model: w.model,
+      task: "RTE",
+      mode: "layernorm",
+      out,
+      epochs: 2,
+      batchSize: 8,
+      maxLen: 24,
+      lr: 3e-3,
+      glueDir: w.glue,
+      saveModel: true,
+      quiet: true,
+    };
+    const r = await finetune(opts);
+    assert.equal(tf.memory().numTensors, tensorsBefore, "finetune leaked tensors");
+    assert.equal(r.alreadyDone, false);
+    assert.equal(r.metrics.finished, true);
+    assert.equal(r.metrics.epochs.length, 2);
+    assert.equal(r.metrics.steps, 12);
+    assert.ok(r.metrics.best.accuracy >= 0 && r.metrics.best.accuracy <= 1);
+    assert.equal(r.config.trainable.encoderTrainable, 5 * 2 * 16);
+    const saved = await readJsonIfExists<{ identity: { lr: number } }>(join(out, "config.json"));
+    assert.equal(saved?.identity.lr, 3e-3);
+    await assert.rejects(Deno.stat(join(out, "state")), Deno.errors.NotFound);
+
+    // The delta holds exactly the trained tensors (LayerNorms + head) and reproduces the model.
+    const { tensors: delta, info } = await readDelta(r.deltaPath);
+    assert.deepEqual(
+      [...delta.keys()].sort(),
+      [...names.filter((n) => n.includes("LayerNorm") || n.startsWith("classifier."))].sort(),
+    );
+    assert.equal(info.mode, "layernorm");
+    const applied = await loadWithDelta(w.model, r.deltaPath);
+    const full = await readSafetensors(join(r.modelPath!, "model.safetensors"));
+    const base = await loadCheckpoint(w.model, { numLabels: 2, seed: 12345, quiet: true });
+    for (const n of names) {
+      assert.ok(
+        bitwiseEqual(applied.tensors.get(n)!.data, full.get(n)!.data),
+        `${n} differs from the saved model`,
+      );
+      if (!delta.has(n)) {
+        assert.ok(bitwiseEqual(full.get(n)!.data, base.tensors.get(n)!.data), `${n} changed`);
+      }
+    }
+    const logits = (t: TensorMap) => {
+      const m = new BertClassifier(ck.config, 2, t);
+      const l = m.logits(batch);
+      const v = l.dataSync() as Float32Array;
+      l.dispose();
+      m.dispose();
+      return v;
+    };
+    assert.ok(bitwiseEqual(logits(applied.tensors), logits(full)));
+
+    const again = await finetune(opts);
+    assert.equal(again.alreadyDone, true);
+    assert.deepEqual(again.metrics, r.metrics);
+    await assert.rejects(
+      finetune({ ...opts, lr: 1e-3 }),
+      /other arguments \(lr: saved 0.003, now 0.001\).*--fresh/,
+    );
+    const fresh = await finetune({ ...opts, lr: 1e-3, fresh: true, epochs: 1, saveModel: false });
+    assert.equal(fresh.alreadyDone, false);
+    assert.equal(fresh.metrics.epochs.length, 1);
+  } finally {
+    await w.cleanup();
+  }
+});
+
+Deno.test("finetune: mask mode trains only the masked elements; STS-B regression runs", async () => {
+  const w = await tinyWorld(32, 12);
+  try {
+    const q = "bert.encoder.layer.0.intermediate.dense.weight";
+    const mask = new Float32Array(32 * 16);
+    for (let i = 0; i < mask.length; i += 5) mask[i] = 1;
+    const maskFile = join(w.dir, "mask.safetensors");
+    await writeMask(maskFile, new Map([[q, { shape: [32, 16], data: mask }]]), { method: "test" });
+    const r = await finetune({
+      model: w.model,
+      task: "RTE",
+      mode: "mask",
+      mask: maskFile,
+      out: join(w.dir, "mask-run"),
+      epochs: 1,
+      batchSize: 8,
+      maxLen: 24,
+      glueDir: w.glue,
+      quiet: true,
+    });
+    assert.equal(r.config.trainable.encoderTrainable, Math.ceil(mask.length / 5));
+    assert.deepEqual(r.config.maskInfo, { method: "test" });
+    const { tensors: delta } = await readDelta(r.deltaPath);
+    assert.deepEqual([...delta.keys()].sort(), [q, "classifier.bias", "classifier.weight"].sort());
+    const base = (await loadCheckpoint(w.model, { numLabels: 2, quiet: true })).tensors.get(q)!.data;
+    const tuned = delta.get(q)!.data;
+    for (let i = 0; i < mask.length; i++) {
+      if (mask[i]) assert.notEqual(tuned[i], base[i]);
+      else assert.ok(Object.is(tuned[i], base[i]), `element ${i} changed`);
+    }
+
+    const sts = await finetune({
+      model: w.model,
+      task: "STS-B",
+      mode: "bitfit",
+      out: join(w.dir, "sts"),
+      epochs: 1,
+      batchSize: 8,
+      maxLen: 24,
+      glueDir: w.glue,
+      quiet: true,
+    });
+    assert.equal(sts.config.numLabels, 1);
+    assert.ok(Number.isFinite(sts.metrics.best.pearson) && Number.isFinite(sts.metrics.best.spearman));
+  } finally {
+    await w.cleanup();
+  }
+});
+
+Deno.test("finetune: a diverging run (lr 1e30) stops with a clear error", async () => {
+  const w = await tinyWorld(32, 8);
+  try {
+    const out = join(w.dir, "nan");
+    await assert.rejects(
+      finetune({
+        model: w.model,
+        task: "RTE",
+        mode: "full",
+        out,
+        lr: 1e30,
+        epochs: 2,
+        batchSize: 4,
+        maxLen: 24,
+        glueDir: w.glue,
+        saveEvery: 1,
+        quiet: true,
+      }),
+      /training diverged at step \d+ \(epoch 1, batch \d+\): (loss|gradient norm) is (NaN|Infinity).*last saved state is kept.*Lower --lr \(now 1e\+30\)/,
+    );
+    const metrics = await readJsonIfExists(join(out, "metrics.json"));
+    assert.equal(metrics, undefined);
+    await Deno.stat(join(out, "state", "state.safetensors"));
+  } finally {
+    await w.cleanup();
+  }
+});
