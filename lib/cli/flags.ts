@@ -14,6 +14,19 @@ export type FlagSpec = Record<string, FlagKind>;
 
 export class UsageError extends Error {}
 
+/** Thrown by parseFlags on `--help`: carries the flags the command takes, for `main.ts` to print. */
+export class HelpRequest extends UsageError {
+  constructor(readonly spec: FlagSpec) {
+    super("help requested");
+  }
+}
+
+/** One line per flag: `--name <kind>`. */
+export function describeFlags(spec: FlagSpec): string {
+  const kinds: Record<FlagKind, string> = { string: "VALUE", number: "N", boolean: "", strings: "VALUE..." };
+  return Object.entries(spec).map(([name, kind]) => `  --${name} ${kinds[kind]}`.trimEnd()).join("\n");
+}
+
 export interface Flags {
   /** Arguments that are not flags, in order. */
   positionals: string[];
@@ -35,6 +48,7 @@ export function parseFlags(args: string[], spec: FlagSpec, required: string[] = 
       ? { type: "string", multiple: true }
       : { type: "string" };
   }
+  if (args.includes("--help") || args.includes("-h")) throw new HelpRequest(spec);
   let parsed;
   try {
     parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
