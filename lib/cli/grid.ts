@@ -1,0 +1,132 @@
+/**
+ * `normtune grid --grid NAME [--profile P] [--jobs N] [--fresh] [--list] [--count] [--estimate]`: runs one
+ * of the study's grids (lib/experiments/study.ts) and its dependencies, skipping finished cells; a killed
+ * run started again resumes. Without `--grid`, `--list` lists the grids.
+ *
+ * - `--jobs N` (or NORMTUNE_JOBS): N processes, one core each (`--shard k/N` each); default 1.
+ * - `--shard K/N`: only the grid's cells K, K+N, K+2N, ... (and what they depend on).
+ * - `--fresh`: recompute the grid's own cells even if finished (not their dependencies).
+ * - `--list`: the cells with their `run-cell --index`, id and status; `--count`: their number (for a job
+ *   array); `--estimate`: the expected cost of what is left, from measured (else nominal) step times.
+ *   These three run nothing.
+ *
+ * Common: `--model NAME|DIR` (or NORMTUNE_MODEL), `--backend`, `--glue-dir` (or GLUE_DIR), `--results DIR`
+ * (or NORMTUNE_RESULTS; default results/<profile>), `--runs DIR` (or NORMTUNE_RUNS; default runs/<profile>),
+ * `--verbose` (the trainer's own progress lines).
+ */
+import { closure } from "../experiments/grid.ts";
+import {
+  estimateText,
+  jobsFrom,
+  openStudy,
+  parseShard,
+  progressPrinter,
+  runShards,
+  shardCells,
+  studyRunner,
+  writeManifest,
+} from "../experiments/session.ts";
+import { findGrid } from "../experiments/study.ts";
+import { formatDuration } from "../util/progress.ts";
+import type { BackendName } from "../tf.ts";
+import { type Flags, parseFlags, UsageError } from "./flags.ts";
+
+/** The flags every study command takes. */
+export const STUDY_FLAGS = {
+  profile: "string",
+  model: "string",
+  backend: "string",
+  "glue-dir": "string",
+  results: "string",
+  runs: "string",
+  verbose: "boolean",
+} as const;
+
+export function studyOptions(f: Flags) {
+  return {
+    profile: f.optionalString("profile"),
+    model: f.optionalString("model"),
+    backend: f.optionalString("backend") as BackendName | undefined,
+    glueDir: f.optionalString("glue-dir"),
+    results: f.optionalString("results"),
+    runs: f.optionalString("runs"),
+  };
+}
+
+/** The common flags as given, to pass on to child processes. */
+export function passthrough(f: Flags): string[] {
+  const out: string[] = [];
+  for (const name of ["profile", "model", "backend", "glue-dir", "results", "runs"]) {
+    if (f.has(name)) out.push(`--${name}`, f.string(name));
+  }
+  if (f.bool("verbose")) out.push("--verbose");
+  return out;
+}
+
+export async function run(args: string[]): Promise<void> {
+  const f = parseFlags(args, {
+    ...STUDY_FLAGS,
+    grid: "string",
+    list: "boolean",
+    count: "boolean",
+    estimate: "boolean",
+    fresh: "boolean",
+    jobs: "number",
+    shard: "string",
+  });
+  if (f.positionals.length) throw new UsageError(`unexpected argument "${f.positionals[0]}"`);
+  const study = await openStudy(studyOptions(f));
+  if (!f.has("grid")) {
+    if (!f.bool("list")) {
+      throw new UsageError("missing required flag --grid NAME (or --list to see the grids)");
+    }
+    for (const g of study.grids) {
+      console.log(`${g.name.padEnd(10)} ${String(g.cells.length).padStart(4)} cells  ${g.about}`);
+    }
+    return;
+  }
+  const grid = findGrid(study.grids, f.string("grid"));
+  if (f.bool("count")) {
+    console.log(grid.cells.length);
+    return;
+  }
+  const shard = f.has("shard") ? parseShard(f.string("shard")) : undefined;
+  const own = shard ? shardCells(grid.cells, shard) : grid.cells;
+  const title = `grid ${grid.name}${shard ? ` ${shard.k}/${shard.n}` : ""}`;
+  const runner = await studyRunner(study, {
+    fresh: f.bool("fresh") ? own.map((c) => c.id) : [],
+    onEvent: progressPrinter(title),
+    verbose: f.bool("verbose"),
+  });
+  if (f.bool("list")) {
+    for (const [i, cell] of grid.cells.entries()) {
+      const done = await study.store.read(cell.id);
+      console.log(`${String(i).padStart(4)}  ${cell.id}  ${done ? "done" : "todo"}  ${cell.label}`);
+    }
+    return;
+  }
+  const jobs = jobsFrom(f.optionalNumber("jobs"));
+  if (!shard) {
+    const text = await estimateText(
+      runner,
+      closure(grid.cells),
+      `grid ${grid.name} (profile ${study.profile.name})`,
+    );
+    console.error(text + (jobs > 1 ? `\n  with --jobs ${jobs}: about 1/${jobs} of that` : ""));
+    if (f.bool("estimate")) return;
+  }
+  await writeManifest(study, grid);
+  if (jobs > 1 && !shard) {
+    const t0 = performance.now();
+    await runShards(grid.name, jobs, [...passthrough(f), ...(f.bool("fresh") ? ["--fresh"] : [])]);
+    console.error(
+      `grid ${grid.name}: ${jobs} jobs finished in ${formatDuration((performance.now() - t0) / 1000)}`,
+    );
+    return;
+  }
+  const r = await runner.runAll(own);
+  console.error(
+    `${title}: ${r.computed} computed, ${r.skipped} already finished, ${formatDuration(r.seconds)}; ` +
+      `results in ${study.store.results}`,
+  );
+}

@@ -1,0 +1,229 @@
+/**
+ * The notebooks' side of the results: load a profile's cell records (the small JSON files only, so a fresh
+ * clone with committed results needs nothing else), pick the current ones, group them and average over
+ * seeds. Notebooks load and plot; every number they show comes through here.
+ *
+ * Current records: when the results folder holds grid manifests (`grids/<name>.json`, written by
+ * `grid`, `run-cell` and `reproduce`), only the cells they list count, so records an older configuration
+ * left behind do not mix in, and records come in study order (grid by grid, each in its cells' order:
+ * task, method, seed). Without manifests every record counts, ordered by id.
+ *
+ * ```ts
+ * const r = await loadResults();                 // NORMTUNE_RESULTS, else results/<NORMTUNE_PROFILE|cpu>
+ * const main = r.finetune.filter((x) => !x.config.mask);
+ * summarize(main, ["task", "mode"]);             // [{ task, mode, n, mean, std, values, seeds }, ...]
+ * ```
+ */
+import { join } from "node:path";
+import { readJsonIfExists } from "../util/atomic.ts";
+import { GRID_NAMES, profileName } from "./profiles.ts";
+import { type CellRecord, type GridManifest, resultsDir, ResultStore } from "./store.ts";
+
+/** A record with its config and result typed as the study's kinds write them (lib/experiments/cells.ts). */
+export interface TypedRecord<C, R> extends CellRecord {
+  config: C & Record<string, unknown>;
+  result: R & Record<string, unknown>;
+}
+
+export interface MaskSpecRecord {
+  method: "fisher" | "random" | "union";
+  pct: number;
+  seed?: number;
+  tasks?: string[];
+}
+
+export type FinetuneRecord = TypedRecord<
+  { task: string; mode: string; seed: number; mask?: MaskSpecRecord; lr: number; epochs: number },
+  {
+    task: string;
+    mode: string;
+    seed: number;
+    metric: string;
+    score: number;
+    finalScore: number;
+    best: Record<string, number>;
+    final: Record<string, number>;
+    bestEpoch: number;
+    epochs: { epoch: number; step: number; trainLoss: number; dev: Record<string, number> }[];
+    steps: number;
+    trainSeconds: number;
+    mask?: MaskSpecRecord & { selected?: number; share?: number };
+    trainable: { trainable: number; encoderTrainable: number; encoderTotal: number; encoderShare: number };
+  }
+>;
+
+export interface ComponentRecord {
+  component: string;
+  layer: number | null;
+  kind: "weight" | "bias";
+  n: number;
+}
+
+export type ChangeRecordRow = ComponentRecord & {
+  meanAbsChange: number;
+  meanAbsBase: number;
+  relativeChange: number | null;
+};
+export type FisherRecordRow = ComponentRecord & { mean: number; total: number; max: number };
+
+export type ChangeCellRecord = TypedRecord<{ task: string }, { task: string; records: ChangeRecordRow[] }>;
+export type FisherCellRecord = TypedRecord<
+  { task: string; examples: number; params: string },
+  { task: string; N: number; records: FisherRecordRow[] }
+>;
+export type MaskCellRecord = TypedRecord<
+  { method: "fisher" | "random" | "union"; pct: number; task?: string; heldOut?: string; seed?: number },
+  {
+    method: string;
+    pct: number;
+    candidates: number;
+    target: number;
+    selected: number;
+    share: number;
+    byLayer: Record<string, number>;
+    byKind: { weight: number; bias: number };
+    byLnType: { embeddings: number; attention: number; output: number; other: number };
+    byComponent: Record<string, number>;
+  }
+>;
+
+export interface Results {
+  profile: string;
+  dir: string;
+  /** The manifests found, by grid name. */
+  grids: Record<string, GridManifest>;
+  /** Every current record. */
+  records: CellRecord[];
+  finetune: FinetuneRecord[];
+  change: ChangeCellRecord[];
+  fisher: FisherCellRecord[];
+  mask: MaskCellRecord[];
+  /** Records present but not in any manifest (older configurations). */
+  stale: number;
+  byId(id: string): CellRecord | undefined;
+  /** The records of one grid's own cells, in its index order (empty if the grid has no manifest). */
+  grid(name: string): CellRecord[];
+}
+
+export interface LoadOptions {
+  /** Profile name (default NORMTUNE_PROFILE, else cpu). */
+  profile?: string;
+  /** Results folder (default NORMTUNE_RESULTS, else results/<profile>). */
+  dir?: string;
+  /** Keep records that no manifest lists (default false when manifests exist). */
+  includeStale?: boolean;
+}
+
+export async function loadResults(opts: LoadOptions | string = {}): Promise<Results> {
+  const o: LoadOptions = typeof opts === "string" ? { profile: opts } : opts;
+  const profile = profileName(o.profile);
+  const dir = o.dir ?? resultsDir(profile);
+  const store = new ResultStore(dir, dir);
+  const all = await store.list();
+  const grids: Record<string, GridManifest> = {};
+  try {
+    for await (const e of Deno.readDir(join(store.results, "grids"))) {
+      if (!e.isFile || !e.name.endsWith(".json")) continue;
+      const m = await readJsonIfExists<GridManifest>(join(store.results, "grids", e.name));
+      if (m) grids[m.grid] = m;
+    }
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  // Study order (fisher, main, change, topk, crosstask; then any other grid), cells in grid order.
+  const rank = (g: string) => {
+    const i = (GRID_NAMES as readonly string[]).indexOf(g);
+    return i < 0 ? GRID_NAMES.length : i;
+  };
+  const order = new Map<string, number>();
+  for (
+    const m of Object.values(grids).sort((a, b) =>
+      rank(a.grid) - rank(b.grid) || a.grid.localeCompare(b.grid)
+    )
+  ) {
+    for (const id of m.closure) if (!order.has(id)) order.set(id, order.size);
+  }
+  const useAll = o.includeStale || order.size === 0;
+  const records = (useAll ? all : all.filter((r) => order.has(r.id)))
+    .sort((a, b) =>
+      (order.get(a.id) ?? Infinity) - (order.get(b.id) ?? Infinity) || a.id.localeCompare(b.id)
+    );
+  const ids = new Map(records.map((r) => [r.id, r]));
+  const of = <T>(kind: string) => records.filter((r) => r.kind === kind) as unknown as T[];
+  return {
+    profile,
+    dir: store.results,
+    grids,
+    records,
+    finetune: of<FinetuneRecord>("finetune"),
+    change: of<ChangeCellRecord>("change"),
+    fisher: of<FisherCellRecord>("fisher"),
+    mask: of<MaskCellRecord>("mask"),
+    stale: all.length - records.length,
+    byId: (id) => ids.get(id),
+    grid: (name) => (grids[name]?.cells ?? []).map((c) => ids.get(c.id)).filter((r): r is CellRecord => !!r),
+  };
+}
+
+/** Mean and sample standard deviation (n - 1; 0 for a single value). NaN mean for no values. */
+export function meanStd(values: readonly number[]): { mean: number; std: number; n: number } {
+  const n = values.length;
+  if (n === 0) return { mean: NaN, std: NaN, n };
+  const mean = values.reduce((a, b) => a + b, 0) / n;
+  const v = n > 1 ? values.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1) : 0;
+  return { mean, std: Math.sqrt(v), n };
+}
+
+/** Groups items by a key, keeping first-seen order of the keys. */
+export function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
+}
+
+/**
+ * A config field by dotted path (`"mask.pct"`), falling back to the result's field of the same path;
+ * undefined when neither has it.
+ */
+export function field(rec: CellRecord, path: string): unknown {
+  const get = (obj: unknown) =>
+    path.split(".").reduce<unknown>(
+      (o, k) => (o !== null && typeof o === "object" ? (o as Record<string, unknown>)[k] : undefined),
+      obj,
+    );
+  return get(rec.config) ?? get(rec.result);
+}
+
+export interface SummaryRow {
+  /** The grouping fields' values, by field path. */
+  [key: string]: unknown;
+  n: number;
+  mean: number;
+  std: number;
+  values: number[];
+  seeds: number[];
+}
+
+/**
+ * Mean and std across seeds of `value` (default the main dev score), grouped by config fields (dotted
+ * paths, e.g. `["task", "mode"]` or `["task", "mask.method", "mask.pct"]`). Rows come in first-seen order.
+ */
+export function summarize(
+  records: readonly CellRecord[],
+  by: readonly string[],
+  value: (rec: CellRecord) => number = (r) => Number(r.result.score),
+): SummaryRow[] {
+  const groups = groupBy(records, (r) => JSON.stringify(by.map((k) => field(r, k) ?? null)));
+  return [...groups.values()].map((list) => {
+    const values = list.map(value);
+    const { mean, std, n } = meanStd(values);
+    const row: SummaryRow = { n, mean, std, values, seeds: list.map((r) => Number(field(r, "seed"))) };
+    for (const k of by) row[k] = field(list[0], k);
+    return row;
+  });
+}

@@ -1,0 +1,361 @@
+/**
+ * The study's grids (arXiv 2403.20284), declared from a profile. Run order, and what each feeds:
+ *
+ * 1. `fisher`: per task, the pretrained model with a fresh head, Fisher of every parameter on N training
+ *    examples (notebooks 2 and 6; the masks' scores).
+ * 2. `main`: per task, {full, bitfit, layernorm, layernorm-output} x seeds (notebook 3). Full fine-tuning
+ *    keeps its delta, which `change` reads.
+ * 3. `change`: per task, base checkpoint vs the full fine-tuning of seed `changeSeed` (notebook 1).
+ * 4. `topk`: per task, LayerNorm masks of the top-k% elements by Fisher and random masks of the same size,
+ *    each fine-tuned x seeds (notebook 4). Mask cells are dependencies, not grid cells.
+ * 5. `crosstask`: per held-out task, the union of the other tasks' top-k% masks vs the task's own top-k%
+ *    vs random of k%, fine-tuned x seeds (notebook 5). Own and random are the same cells as in `topk`
+ *    when k is one of its k values (same configuration, same id), so they are computed once.
+ *
+ * Every cell's configuration holds the model's content identity, the data files' identities, the
+ * backend, every hyperparameter and its kind's code version (`VERSIONS`): bump a version when a change in
+ * the code would change that kind's results, and exactly those cells are recomputed.
+ *
+ * ```ts
+ * const ctx = await studyContext(getProfile("smoke"));
+ * const grids = studyGrids(ctx);        // fisher, main, change, topk, crosstask
+ * grids.find((g) => g.name === "main")!.cells.length; // tasks x 4 modes x seeds
+ * ```
+ */
+import { join } from "node:path";
+import { getTask, type GlueTask, type TaskName } from "../glue/tasks.ts";
+import { type BackendName, initBackend } from "../tf.ts";
+import { glueDir as resolveGlueDir, modelDir as resolveModelDir } from "../util/paths.ts";
+import { type Cell, type Grid, makeCell } from "./grid.ts";
+import { type FileIdentity, fileIdentity, modelIdentity } from "./hash.ts";
+import { epochsFor, MAIN_MODES, maxTrainFor, type Profile, type TrainClass } from "./profiles.ts";
+
+export { GRID_NAMES, type GridName } from "./profiles.ts";
+
+/** Code versions per kind: part of every cell's configuration. Bump when results would change. */
+export const VERSIONS = { finetune: 1, fisher: 1, change: 1, mask: 1 } as const;
+
+export interface DataFile extends FileIdentity {
+  /** Examples in the file (lines, header excluded): for cost estimates. */
+  examples: number;
+  /** Estimated WordPiece tokens per example, specials included, before truncation: for cost estimates. */
+  tokens: number;
+}
+
+export interface StudyContext {
+  profile: Profile;
+  /** The resolved model folder. */
+  modelDir: string;
+  model: FileIdentity;
+  /** The backend results are computed with (resolved: "wasm", "cpu", "tensorflow"). */
+  backend: string;
+  glueDir: string;
+  data: Partial<Record<TaskName, { train: DataFile; dev: DataFile }>>;
+}
+
+export interface ContextOptions {
+  backend?: BackendName;
+  glueDir?: string;
+}
+
+async function dataFile(path: string, task: GlueTask): Promise<DataFile> {
+  const id = await fileIdentity(path).catch((err) => {
+    throw new Error(
+      `${(err as Error).message}. Set GLUE_DIR (or --glue-dir) to a folder of GLUE tasks, or run ` +
+        "`deno task normtune glue download`.",
+    );
+  });
+  const count = new TokenEstimate(task);
+  const decoder = new TextDecoder();
+  let rest = "";
+  const file = await Deno.open(path);
+  for await (const chunk of file.readable) {
+    const lines = (rest + decoder.decode(chunk, { stream: true })).split("\n");
+    rest = lines.pop()!;
+    for (const line of lines) count.add(line);
+  }
+  count.add(rest + decoder.decode());
+  return { ...id, examples: count.rows, tokens: count.tokens() };
+}
+
+/**
+ * Tokens per example from the text fields: characters / 4.2 (English WordPiece averages a little over
+ * four characters per token, the space included) plus [CLS] and [SEP]s. Only cost estimates use it.
+ */
+export class TokenEstimate {
+  rows = 0;
+  private chars = 0;
+  private a: number | undefined;
+  private b: number | undefined;
+  private task: GlueTask;
+
+  constructor(task: GlueTask) {
+    this.task = task;
+    if (!task.header) {
+      this.a = Number(task.textA);
+      this.b = task.textB === undefined ? undefined : Number(task.textB);
+    }
+  }
+
+  add(line: string): void {
+    const text = line.replace(/^\uFEFF/, "").replace(/\r$/, "");
+    if (text === "") return;
+    const cols = text.split("\t");
+    if (this.a === undefined) {
+      // The header row names the columns.
+      this.a = cols.indexOf(String(this.task.textA));
+      this.b = this.task.textB === undefined ? undefined : cols.indexOf(String(this.task.textB));
+      return;
+    }
+    this.rows++;
+    this.chars += (cols[this.a] ?? "").length + (this.b === undefined ? 0 : (cols[this.b] ?? "").length);
+  }
+
+  tokens(): number {
+    return Math.round(this.chars / Math.max(1, this.rows) / 4.2) + (this.task.textB === undefined ? 2 : 3);
+  }
+}
+
+/** Resolves the model, backend and data of a profile and hashes their identities. */
+export async function studyContext(profile: Profile, opts: ContextOptions = {}): Promise<StudyContext> {
+  const modelDir = resolveModelDir(profile.model);
+  const model = await modelIdentity(modelDir);
+  const backend = await initBackend(opts.backend);
+  const glueDir = resolveGlueDir(opts.glueDir);
+  const data: StudyContext["data"] = {};
+  for (const name of profile.tasks) {
+    const task = getTask(name);
+    const folder = join(glueDir, task.folder);
+    data[name] = {
+      train: await dataFile(join(folder, task.train), task),
+      dev: await dataFile(join(folder, task.dev[task.mainSplit]), task),
+    };
+  }
+  return { profile, modelDir, model, backend, glueDir, data };
+}
+
+const id = (f: FileIdentity) => ({ sha256: f.sha256, bytes: f.bytes });
+
+/** Everything of a model + backend that every cell shares. */
+function base(ctx: StudyContext) {
+  return { model: id(ctx.model), backend: ctx.backend };
+}
+
+function taskData(ctx: StudyContext, task: TaskName) {
+  const d = ctx.data[task];
+  if (!d) throw new Error(`task ${task} is not in profile ${ctx.profile.name}`);
+  return d;
+}
+
+export interface MaskSpec {
+  method: "fisher" | "random" | "union";
+  pct: number;
+  /** Random masks' seed. */
+  seed?: number;
+  /** Union masks: the tasks whose masks are joined. */
+  tasks?: TaskName[];
+}
+
+/** Cost units of starting a fine-tuning cell: loading the model, reading and tokenizing the data (~1.5 s). */
+export const CELL_OVERHEAD = 50;
+
+/**
+ * Cost units of a fine-tuning, a unit being about one bert-tiny training step of 32 short sentences (~33 ms
+ * on one core): a step costs a fixed part plus a part per token (measured on bert-tiny with the wasm
+ * backend: ~33 ms + 0.14 ms per token, so 1 + tokens / 256 units), evaluation (forward only, ~1/3 of a
+ * training step's work per token) adds its tokens / 768 per epoch, and each cell `CELL_OVERHEAD`.
+ */
+export function trainingCost(
+  t: { maxLen: number; batchSize: number; epochs: number },
+  train: { examples: number; tokens: number },
+  dev: { examples: number; tokens: number },
+): number {
+  const steps = Math.ceil(train.examples / t.batchSize);
+  const trainTokens = train.examples * Math.min(train.tokens, t.maxLen);
+  const devTokens = dev.examples * Math.min(dev.tokens, t.maxLen);
+  return Math.round(CELL_OVERHEAD + t.epochs * (steps + trainTokens / 256 + devTokens / 768));
+}
+
+/** A fine-tuning cell: a main mode, or mode `mask` with a mask cell as dependency. */
+export function finetuneCell(
+  ctx: StudyContext,
+  task: TaskName,
+  mode: TrainClass,
+  seed: number,
+  mask?: { spec: MaskSpec; cell: Cell },
+): Cell {
+  const t = ctx.profile.train;
+  const d = taskData(ctx, task);
+  const maxTrain = maxTrainFor(t, task);
+  const epochs = epochsFor(t, task, mode);
+  const nTrain = Math.min(d.train.examples, maxTrain ?? Infinity);
+  const nDev = Math.min(d.dev.examples, t.maxDev ?? Infinity);
+  const cost = trainingCost(
+    { maxLen: t.maxLen, batchSize: t.batchSize, epochs },
+    { examples: nTrain, tokens: d.train.tokens },
+    { examples: nDev, tokens: d.dev.tokens },
+  );
+  const config = {
+    version: VERSIONS.finetune,
+    ...base(ctx),
+    task,
+    data: { train: id(d.train), dev: id(d.dev) },
+    mode,
+    ...(mask ? { mask: mask.spec } : {}),
+    seed,
+    lr: t.lr[mode],
+    epochs,
+    batchSize: t.batchSize,
+    maxLen: t.maxLen,
+    maxTrain: maxTrain ?? null,
+    maxDev: t.maxDev ?? null,
+    warmup: t.warmup,
+    weightDecay: t.weightDecay,
+    clip: t.clip,
+    evalBatchSize: t.evalBatchSize,
+  };
+  const what = mask ? `mask ${mask.spec.method}${mask.spec.pct}%` : mode;
+  return makeCell("finetune", config, {
+    deps: mask ? { mask: mask.cell } : {},
+    label: `finetune ${task} ${what} seed ${seed}`,
+    cost,
+    costClass: mode === "full" ? "finetune/full" : "finetune/sparse",
+    meta: { model: ctx.profile.model },
+  });
+}
+
+export function fisherCell(ctx: StudyContext, task: TaskName): Cell {
+  const f = ctx.profile.fisher;
+  const d = taskData(ctx, task);
+  const examples = Math.min(f.examples, d.train.examples);
+  return makeCell("fisher", {
+    version: VERSIONS.fisher,
+    ...base(ctx),
+    task,
+    data: { train: id(d.train) },
+    state: "pretrained",
+    examples,
+    params: f.params,
+    labels: f.labels,
+    seed: f.seed,
+    maxLen: f.maxLen,
+  }, { label: `fisher ${task} N=${examples}`, cost: examples, meta: { model: ctx.profile.model } });
+}
+
+export function changeCell(ctx: StudyContext, task: TaskName): Cell {
+  const tuned = finetuneCell(ctx, task, "full", ctx.profile.changeSeed);
+  return makeCell("change", { version: VERSIONS.change, ...base(ctx), task }, {
+    deps: { tuned },
+    label: `change ${task} (full, seed ${ctx.profile.changeSeed})`,
+    meta: { model: ctx.profile.model },
+  });
+}
+
+export function topMaskCell(ctx: StudyContext, task: TaskName, pct: number): Cell {
+  return makeCell("mask", { version: VERSIONS.mask, method: "fisher", task, pct, per: ctx.profile.maskPer }, {
+    deps: { fisher: fisherCell(ctx, task) },
+    label: `mask ${task} fisher top ${pct}%`,
+  });
+}
+
+/** A random LayerNorm mask of the same size as a top-k% one; it depends only on the model's shapes. */
+export function randomMaskCell(ctx: StudyContext, pct: number, seed: number): Cell {
+  return makeCell("mask", {
+    version: VERSIONS.mask,
+    method: "random",
+    model: id(ctx.model),
+    pct,
+    seed,
+    per: ctx.profile.maskPer,
+  }, { label: `mask random ${pct}% seed ${seed}`, meta: { model: ctx.profile.model } });
+}
+
+/** The union of the top-k% masks of every task but `heldOut`. */
+export function unionMaskCell(ctx: StudyContext, heldOut: TaskName, pct: number): Cell {
+  const others = ctx.profile.tasks.filter((t) => t !== heldOut);
+  if (others.length === 0) {
+    throw new Error(`cross-task masks need at least two tasks (profile ${ctx.profile.name})`);
+  }
+  const deps = Object.fromEntries(others.map((t) => [`mask:${t}`, topMaskCell(ctx, t, pct)]));
+  return makeCell("mask", {
+    version: VERSIONS.mask,
+    method: "union",
+    heldOut,
+    tasks: others,
+    pct,
+    per: ctx.profile.maskPer,
+  }, { deps, label: `mask union ${pct}% without ${heldOut}` });
+}
+
+/** A masked fine-tuning by method. */
+export function maskedCell(ctx: StudyContext, task: TaskName, spec: MaskSpec, seed: number): Cell {
+  const cell = spec.method === "fisher"
+    ? topMaskCell(ctx, task, spec.pct)
+    : spec.method === "random"
+    ? randomMaskCell(ctx, spec.pct, spec.seed ?? seed)
+    : unionMaskCell(ctx, task, spec.pct);
+  const full: MaskSpec = spec.method === "random"
+    ? { ...spec, seed: spec.seed ?? seed }
+    : spec.method === "union"
+    ? { ...spec, tasks: ctx.profile.tasks.filter((t) => t !== task) }
+    : spec;
+  return finetuneCell(ctx, task, "mask", seed, { spec: full, cell });
+}
+
+/** The study's grids for a profile, in run order. */
+export function studyGrids(ctx: StudyContext): Grid[] {
+  const p = ctx.profile;
+  const perTask = <T>(f: (task: TaskName) => T[]) => p.tasks.flatMap(f);
+  const k = p.crossTaskK;
+  return [
+    {
+      name: "fisher",
+      about: "Fisher information of every parameter, pretrained model with a fresh head (notebooks 2, 6)",
+      cells: perTask((task) => [fisherCell(ctx, task)]),
+    },
+    {
+      name: "main",
+      about: `${MAIN_MODES.join(", ")} x ${p.seeds.length} seed(s) (notebook 3)`,
+      cells: perTask((task) =>
+        MAIN_MODES.flatMap((mode) => p.seeds.map((seed) => finetuneCell(ctx, task, mode, seed)))
+      ),
+    },
+    {
+      name: "change",
+      about: `parameter change per component, base vs full fine-tuning (seed ${p.changeSeed}) (notebook 1)`,
+      cells: perTask((task) => [changeCell(ctx, task)]),
+    },
+    {
+      name: "topk",
+      about: `top-k% LayerNorm by Fisher vs random, k in {${p.topk.join(", ")}} (notebook 4)`,
+      cells: perTask((task) =>
+        p.topk.flatMap((pct) =>
+          p.seeds.flatMap((seed) => [
+            maskedCell(ctx, task, { method: "fisher", pct }, seed),
+            maskedCell(ctx, task, { method: "random", pct }, seed),
+          ])
+        )
+      ),
+    },
+    {
+      name: "crosstask",
+      about: `union of the other tasks' top-${k}% masks vs own vs random (notebook 5)`,
+      cells: perTask((task) =>
+        p.seeds.flatMap((seed) => [
+          maskedCell(ctx, task, { method: "union", pct: k }, seed),
+          maskedCell(ctx, task, { method: "fisher", pct: k }, seed),
+          maskedCell(ctx, task, { method: "random", pct: k }, seed),
+        ])
+      ),
+    },
+  ];
+}
+
+/** One grid by name, or an error listing the names. */
+export function findGrid(grids: readonly Grid[], name: string): Grid {
+  const g = grids.find((x) => x.name === name);
+  if (!g) {
+    throw new Error(`unknown grid "${name}"; the study's grids are ${grids.map((x) => x.name).join(", ")}`);
+  }
+  return g;
+}

@@ -1,0 +1,123 @@
+/**
+ * The study's real executors on a tiny profile (2 tasks, 16 examples, 1 epoch, max length 32): the
+ * change and cross-task grids, which between them need every kind (fine-tuning, Fisher, top-k, random
+ * and union masks, change), then the notebooks' loader on what they wrote.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { studyExecutors } from "../../lib/experiments/cells.ts";
+import { closure } from "../../lib/experiments/grid.ts";
+import {
+  type FinetuneRecord,
+  loadResults,
+  type MaskCellRecord,
+  summarize,
+} from "../../lib/experiments/load.ts";
+import { getProfile, type Profile } from "../../lib/experiments/profiles.ts";
+import { Runner } from "../../lib/experiments/runner.ts";
+import { writeManifest } from "../../lib/experiments/session.ts";
+import { ResultStore } from "../../lib/experiments/store.ts";
+import { findGrid, studyContext, studyGrids } from "../../lib/experiments/study.ts";
+import { sharedGlue, sharedModel, tempDir } from "../env.ts";
+
+function tinyProfile(): Profile {
+  const smoke = getProfile("smoke", sharedModel());
+  return {
+    ...smoke,
+    tasks: ["RTE", "MRPC"],
+    train: { ...smoke.train, maxLen: 32, batchSize: 8, maxTrain: 16, maxDev: 16 },
+    fisher: { ...smoke.fisher, examples: 8, maxLen: 32 },
+    topk: [50],
+    crossTaskK: 50,
+  };
+}
+
+Deno.test("the study's executors compute change, Fisher, masks and masked fine-tuning", async () => {
+  const [dir, cleanup] = await tempDir();
+  try {
+    const ctx = await studyContext(tinyProfile(), { glueDir: sharedGlue() });
+    const grids = studyGrids(ctx);
+    const store = new ResultStore(join(dir, "results"), join(dir, "runs"));
+    const executors = studyExecutors({ modelDir: ctx.modelDir, glueDir: ctx.glueDir, verbose: false });
+    const wanted = [findGrid(grids, "change"), findGrid(grids, "crosstask")];
+    const cells = closure(wanted.flatMap((g) => g.cells));
+    const r = await new Runner({ store, executors }).runAll(wanted.flatMap((g) => g.cells));
+    assert.equal(r.computed, cells.length);
+    // 2 full runs, 2 changes, 2 Fisher, 2 top-50% masks, 2 unions, 1 random mask, 6 masked runs.
+    assert.equal(cells.length, 17);
+
+    const rec = async (id: string) => (await store.read(id))!;
+    for (const cell of cells) {
+      const record = await rec(cell.id);
+      for (const a of record.artefacts) await Deno.stat(join(store.runDir(cell.id), a));
+      const bytes = (await Deno.stat(store.resultPath(cell.id))).size;
+      assert.ok(bytes < 50_000, `${cell.label}: record of ${bytes} bytes`);
+    }
+
+    const fisher = cells.find((c) => c.kind === "fisher" && c.config.task === "RTE")!;
+    const f = (await rec(fisher.id)).result as { N: number; records: { component: string; mean: number }[] };
+    assert.equal(f.N, 8);
+    assert.ok(f.records.some((x) => x.component === "output_layernorm" && x.mean > 0));
+    assert.ok(f.records.some((x) => x.component === "word_embeddings"), "params all: every component scored");
+
+    // 2 layers: 5 LayerNorms of 128 gammas and 128 betas.
+    const masks = await Promise.all(
+      cells.filter((c) => c.kind === "mask").map((c) => rec(c.id)),
+    ) as MaskCellRecord[];
+    for (const m of masks) {
+      assert.equal(m.result.candidates, 1280);
+      if (m.config.method === "union") assert.ok(m.result.selected >= 640 && m.result.selected <= 1280);
+      else assert.equal(m.result.selected, 640, `${m.label}`);
+      const sum = Object.values(m.result.byLayer).reduce((a, b) => a + b, 0);
+      assert.equal(sum, m.result.selected);
+    }
+
+    for (const cell of cells.filter((c) => c.kind === "finetune")) {
+      const ft = (await rec(cell.id)) as FinetuneRecord;
+      assert.ok(Number.isFinite(ft.result.score), `${cell.label}: a score`);
+      assert.equal(ft.result.steps, 2, "16 examples in batches of 8, one epoch");
+      if (cell.config.mode === "mask") {
+        const mask = (await rec(cell.deps.mask.id)) as MaskCellRecord;
+        assert.equal(
+          ft.result.trainable.encoderTrainable,
+          mask.result.selected,
+          `${cell.label}: trains its mask`,
+        );
+        assert.equal(ft.result.mask?.selected, mask.result.selected);
+      } else assert.equal(ft.result.trainable.encoderShare, 1);
+    }
+
+    const change = cells.find((c) => c.kind === "change" && c.config.task === "MRPC")!;
+    const ch = (await rec(change.id)).result as {
+      records: { meanAbsChange: number }[];
+      ranking: { component: string }[];
+    };
+    assert.ok(ch.records.length > 20 && ch.records.every((x) => x.meanAbsChange >= 0));
+    assert.ok(!ch.ranking.some((x) => x.component === "classifier"));
+
+    // Nothing is redone.
+    assert.equal((await new Runner({ store, executors }).runAll(cells)).computed, 0);
+
+    // The loader: manifests pick the current records, in grid order.
+    const study = { profile: ctx.profile, ctx, grids, store };
+    for (const g of wanted) await writeManifest(study, g);
+    const loaded = await loadResults({ profile: "smoke", dir: store.results });
+    assert.equal(loaded.records.length, 17);
+    assert.equal(loaded.stale, 0);
+    assert.deepEqual(
+      loaded.grid("crosstask").map((x) => x.id),
+      findGrid(grids, "crosstask").cells.map((c) => c.id),
+    );
+    const rows = summarize(loaded.finetune.filter((x) => x.config.mask), ["task", "mask.method"]);
+    assert.deepEqual(rows.map((x) => `${x.task} ${x["mask.method"]} ${x.n}`).sort(), [
+      "MRPC fisher 1",
+      "MRPC random 1",
+      "MRPC union 1",
+      "RTE fisher 1",
+      "RTE random 1",
+      "RTE union 1",
+    ]);
+  } finally {
+    await cleanup();
+  }
+});
