@@ -328,9 +328,10 @@ export function studyGrids(ctx: StudyContext): Grid[] {
     {
       name: "topk",
       about: `top-k% LayerNorm by Fisher vs random, k in {${p.topk.join(", ")}} (notebook 4)`,
-      cells: perTask((task) =>
+      // Seed-major order: a run stopped part-way still covers every task and k with the first seeds.
+      cells: p.seeds.flatMap((seed) =>
         p.topk.flatMap((pct) =>
-          p.seeds.flatMap((seed) => [
+          perTask((task) => [
             maskedCell(ctx, task, { method: "fisher", pct }, seed),
             maskedCell(ctx, task, { method: "random", pct }, seed),
           ])
@@ -340,8 +341,8 @@ export function studyGrids(ctx: StudyContext): Grid[] {
     {
       name: "crosstask",
       about: `union of the other tasks' top-${k}% masks vs own vs random (notebook 5)`,
-      cells: perTask((task) =>
-        p.seeds.flatMap((seed) => [
+      cells: p.seeds.flatMap((seed) =>
+        perTask((task) => [
           maskedCell(ctx, task, { method: "union", pct: k }, seed),
           maskedCell(ctx, task, { method: "fisher", pct: k }, seed),
           maskedCell(ctx, task, { method: "random", pct: k }, seed),
