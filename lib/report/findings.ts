@@ -1,0 +1,796 @@
+/**
+ * The six findings of ValizadehAslani & Liang (arXiv 2403.20284), each judged from our own result records
+ * by a rule fixed here before any result was seen, and `renderResultsMarkdown`, the RESULTS.md body (main
+ * table + six verdicts, every number with the cells it came from).
+ *
+ * How every verdict is reached (`judge`): a finding is broken into checks, one per task (and criterion);
+ * each check is primary (the claim itself) or secondary (a control, such as "better than a random mask",
+ * or the parameter ratio).
+ * - "supported": every check holds, on every task with data;
+ * - "partly supported": not all checks hold, but at least half (`THRESHOLDS.partlyShare`) of the primary
+ *   ones do;
+ * - "not supported": fewer than half of the primary checks hold;
+ * - "not enough data": no task has what the finding needs (the message names the grid to run).
+ *
+ * "Close" (findings 3, 4, 5): a method's mean main dev score is at most `tol` below the reference's
+ * (better counts as close: the paper's "comparable, or in some cases better"), where
+ * tol = max(2 points, std over seeds of either side); 1 point = 0.01 on the 0..1 score scale.
+ *
+ * The rules per finding:
+ * 1. Change: per task, components ranked by mean |Δθ| per element after full fine-tuning (n-weighted over
+ *    layers, classifier excluded: it starts from scratch). Primary check: output LayerNorm ranks first.
+ * 2. Fisher: per task, coarse groups (embeddings, LayerNorm, attention, FFN, pooler; classifier excluded)
+ *    ranked by mean Fisher per element. Primary check: LayerNorm ranks first.
+ * 3. LayerNorm-only: per task, primary checks LN close to full fine-tuning and LN close to BitFit.
+ *    Secondary (once): trained encoder elements LN / BitFit within a factor 1.5 of 1/5, i.e. in
+ *    [0.133, 0.300], counted from the runs' own trainable counts (head excluded on both sides).
+ * 4. Top-k%: k = the profile's k closest to 10 within [5, 25]. Per task, primary: top-k% by Fisher close
+ *    to 100% of LayerNorm (the k = 100 mask run, else the LayerNorm-only run); secondary: top-k% mean above
+ *    random-k% mean.
+ * 5. Cross-task: per task, primary: the union of the other tasks' top-k% masks close to the task's own
+ *    top-k%; secondary: union mean above random-k% mean.
+ * 6. Where: own-task top-k% masks (k as in 4). Per task, two primary checks: the densest layer (selected /
+ *    candidates; embeddings count as a layer) is in the last half of the encoder layers (strictly denser
+ *    than every earlier one), and more beta than gamma elements are selected (strictly).
+ *
+ * Never tune a setting to make a finding hold: change the profile, rerun, and let these rules judge.
+ *
+ * ```ts
+ * const findings = evaluateFindings(await loadResults());
+ * findings.map((f) => `${f.id}: ${f.verdict}`);
+ * const md = renderResultsMarkdown(await loadResults());
+ * ```
+ */
+import { parseConfig } from "../bert/config.ts";
+import { isBias, isLayerNorm, parameterShapes, sizeOf } from "../bert/names.ts";
+import {
+  changeByTask,
+  closestK,
+  findScore,
+  fisherByTask,
+  gridCommand,
+  mainScores,
+  mainTableRows,
+  maskPlacement,
+  maskScores,
+  METHOD_LABELS,
+  modelCaveat,
+  modelName,
+  type Placement,
+  pointsText,
+  rankComponentRows,
+  recordPath,
+  type ScoreGroup,
+  type StudyData,
+  studyInfo,
+  tasksOf,
+  topMaskPcts,
+  topMasks,
+} from "./study_views.ts";
+import { renderTable, type Row } from "./table.ts";
+
+export type Verdict = "supported" | "partly supported" | "not supported" | "not enough data";
+
+/** Every threshold the rules use (see the module doc). Fixed before results; do not tune. */
+export const THRESHOLDS = {
+  /** "Close" margin in points (x100 of the 0..1 score), unless the seed std is larger. */
+  closePoints: 2,
+  /** "partly supported" needs at least this share of the primary checks. */
+  partlyShare: 0.5,
+  /** Finding 3: the paper's LN / BitFit parameter ratio, and the tolerated factor either way. */
+  ratioTarget: 1 / 5,
+  ratioFactor: 1.5,
+  /** Findings 4 and 6: "k about 10%": the available k closest to 10 within [5, 25]. */
+  kTarget: 10,
+  kMin: 5,
+  kMax: 25,
+} as const;
+
+export interface Check {
+  task: string;
+  what: string;
+  pass: boolean;
+  primary: boolean;
+  /** The numbers the check compared. */
+  detail: string;
+  /** Cell ids the numbers came from. */
+  sources: string[];
+}
+
+export interface FindingResult {
+  id: number;
+  title: string;
+  /** The paper's claim, in our words. */
+  claim: string;
+  /** The rule applied (as in the module doc). */
+  rule: string;
+  verdict: Verdict;
+  /** One line: how many checks held, or what data is missing and the command that fills it. */
+  summary: string;
+  checks: Check[];
+  /** Table rows: the numbers behind the verdict, each row with its `sources` (cell ids). */
+  numbers: Row[];
+  /** Every cell id used. */
+  sources: string[];
+  /** The model's known weakness, said beside the verdict. */
+  caveat: string;
+  notes: string[];
+}
+
+/** The verdict from a finding's checks (see the module doc). */
+export function judge(checks: readonly Check[]): Verdict {
+  const primary = checks.filter((c) => c.primary);
+  if (primary.length === 0) return "not enough data";
+  if (checks.every((c) => c.pass)) return "supported";
+  const held = primary.filter((c) => c.pass).length;
+  return held / primary.length >= THRESHOLDS.partlyShare ? "partly supported" : "not supported";
+}
+
+/** The "close" margin for comparing two score groups: max(2 points, either std over seeds). */
+export function closeTolerance(a: Pick<ScoreGroup, "std" | "n">, b: Pick<ScoreGroup, "std" | "n">): number {
+  const s = (g: Pick<ScoreGroup, "std" | "n">) => (g.n > 1 && Number.isFinite(g.std) ? g.std : 0);
+  return Math.max(THRESHOLDS.closePoints / 100, s(a), s(b));
+}
+
+/** True when `a` is at most the tolerance below `b` (better counts as close). */
+export function isClose(a: ScoreGroup, b: ScoreGroup): boolean {
+  return a.mean >= b.mean - closeTolerance(a, b) - 1e-12;
+}
+
+const pts = (x: number) => (100 * x).toFixed(2);
+const signedPts = (x: number) => `${x >= 0 ? "+" : ""}${(100 * x).toFixed(2)}`;
+const sci = (x: number) => (x === 0 ? "0" : x.toExponential(2));
+
+function summaryOf(checks: readonly Check[], verdict: Verdict): string {
+  const primary = checks.filter((c) => c.primary), secondary = checks.filter((c) => !c.primary);
+  const held = (cs: readonly Check[]) => `${cs.filter((c) => c.pass).length} of ${cs.length}`;
+  const parts = [`${held(primary)} primary check(s) hold`];
+  if (secondary.length) parts.push(`${held(secondary)} secondary`);
+  return `${verdict}: ${parts.join(", ")}.`;
+}
+
+interface Draft {
+  id: number;
+  title: string;
+  claim: string;
+  rule: string;
+  grid: string;
+  checks: Check[];
+  numbers: Row[];
+  notes: string[];
+  /** Set when the finding lacks data (the summary then names the command). */
+  missing?: string;
+  /** Tasks whose compared runs look uninformative (see `chanceNotes`). */
+  cautions?: Set<string>;
+}
+
+function finish(data: StudyData, d: Draft): FindingResult {
+  const verdict = d.missing ? "not enough data" : judge(d.checks);
+  const sources = [
+    ...new Set([
+      ...d.checks.flatMap((c) => c.sources),
+      ...d.numbers.flatMap((r) => String(r.sources ?? "").split(/[ ,]+/).filter(Boolean)),
+    ]),
+  ];
+  const summary = verdict === "not enough data"
+    ? `not enough data: ${d.missing ?? "no task has the results this finding needs"}; run \`${
+      gridCommand(d.grid, data.profile)
+    }\`.`
+    : summaryOf(d.checks, verdict) +
+      (d.cautions?.size
+        ? ` Caution: on ${[...d.cautions].join(", ")} the compared runs look uninformative (see notes).`
+        : "");
+  return {
+    id: d.id,
+    title: d.title,
+    claim: d.claim,
+    rule: d.rule,
+    verdict,
+    summary,
+    checks: d.checks,
+    numbers: d.numbers,
+    sources,
+    caveat: modelCaveat(modelName(data), data.profile),
+    notes: d.notes,
+  };
+}
+
+const ids = (...gs: (ScoreGroup | undefined)[]) => gs.flatMap((g) => g?.ids ?? []).join(" ");
+
+/** Metrics whose chance level is 0 (a constant or random predictor scores about 0). */
+const ZERO_CHANCE = new Set(["mcc", "pearson", "spearman"]);
+
+/**
+ * Notes (not verdict changes) for comparisons that carry no information: every compared run has the same
+ * mean (typically all predict one class), or a correlation metric at or below 0 (chance).
+ */
+export function chanceNotes(task: string, groups: readonly (ScoreGroup | undefined)[]): string[] {
+  const gs = groups.filter((g): g is ScoreGroup => !!g);
+  const notes: string[] = [];
+  if (gs.length > 1 && Math.max(...gs.map((g) => g.mean)) - Math.min(...gs.map((g) => g.mean)) < 1e-9) {
+    notes.push(
+      `${task}: every compared run scores exactly ${pts(gs[0].mean)} (likely one constant prediction): ` +
+        `"close" holds trivially and says nothing.`,
+    );
+  }
+  const low = gs.filter((g) => ZERO_CHANCE.has(g.metric) && g.mean <= 0);
+  if (low.length) {
+    notes.push(
+      `${task}: ${low.map(groupName).join(", ")} at or below chance (${low[0].metric} <= 0).`,
+    );
+  }
+  return notes;
+}
+
+/** "LayerNorm", "top-10%", "random-10%", "union-10%". */
+function groupName(g: ScoreGroup): string {
+  if (g.pct === null) return METHOD_LABELS[g.method] ?? g.method;
+  return `${g.method === "fisher" ? "top" : g.method}-${g.pct}%`;
+}
+
+function caution(d: Draft, task: string, groups: readonly (ScoreGroup | undefined)[]): void {
+  const notes = chanceNotes(task, groups);
+  if (!notes.length) return;
+  d.notes.push(...notes);
+  (d.cautions ??= new Set()).add(task);
+}
+
+function seedNote(groups: readonly (ScoreGroup | undefined)[]): string[] {
+  const ns = groups.filter((g): g is ScoreGroup => !!g).map((g) => g.n);
+  if (ns.length && Math.min(...ns) < 2) {
+    return [
+      "Some compared groups have a single seed: no seed spread, so 'close' is the 2-point margin alone.",
+    ];
+  }
+  return [];
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Finding 1: the output LayerNorm changes most
+
+export function finding1(data: StudyData): FindingResult {
+  const d: Draft = {
+    id: 1,
+    title: "Output LayerNorm changes most under full fine-tuning",
+    claim: "After full fine-tuning, the output LayerNorm of the encoder layers changes more (mean absolute " +
+      "change per parameter) than any other BERT component.",
+    rule: "Per task: components ranked by mean |Δθ| per element (n-weighted over layers, classifier " +
+      "excluded). Primary check: output LayerNorm is first. Supported if it is first on every task; partly " +
+      "if on at least half.",
+    grid: "change",
+    checks: [],
+    numbers: [],
+    notes: [],
+  };
+  const byTask = changeByTask(data);
+  if (byTask.size === 0) return finish(data, { ...d, missing: "no change records" });
+  for (const [task, rec] of byTask) {
+    const rows = rec.result.records;
+    const ranking = rankComponentRows(rows, "meanAbsChange");
+    const rank = ranking.findIndex((r) => r.name === "output_layernorm");
+    const oln = ranking[rank];
+    const other = ranking.find((r) => r.name !== "output_layernorm");
+    // Per layer, for the numbers: in how many layers does the output LayerNorm top its own layer?
+    const layers = [...new Set(rows.filter((r) => r.layer !== null).map((r) => r.layer as number))];
+    const tops = layers.filter((l) =>
+      rankComponentRows(
+        rows.filter((r) => r.layer === l),
+        "meanAbsChange",
+      )[0]?.name === "output_layernorm"
+    ).length;
+    d.checks.push({
+      task,
+      what: "output LayerNorm ranks first by mean |Δθ|",
+      pass: rank === 0,
+      primary: true,
+      detail: `first: ${ranking[0]?.name} (${sci(ranking[0]?.value ?? NaN)}); output LayerNorm rank ${
+        rank + 1
+      } of ${ranking.length} (${sci(oln?.value ?? NaN)})`,
+      sources: [rec.id],
+    });
+    d.numbers.push({
+      task,
+      "first component": ranking[0]?.name,
+      "its mean |Δθ|": sci(ranking[0]?.value ?? NaN),
+      "output LN rank": rank >= 0 ? `${rank + 1} of ${ranking.length}` : "absent",
+      "output LN mean |Δθ|": sci(oln?.value ?? NaN),
+      "output LN / best other": other && oln ? (oln.value / other.value).toFixed(2) : "",
+      "layers where output LN tops its layer": `${tops} of ${layers.length}`,
+      sources: rec.id,
+    });
+  }
+  return finish(data, d);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Finding 2: LayerNorm carries the most Fisher information per parameter
+
+export function finding2(data: StudyData): FindingResult {
+  const d: Draft = {
+    id: 2,
+    title: "LayerNorm carries the most Fisher information per parameter",
+    claim: "Ranked by Fisher information (mean over examples of the squared gradient of log p(y|x)), " +
+      "LayerNorm carries the most information per parameter.",
+    rule: "Per task: groups (embeddings, LayerNorm, attention, FFN, pooler; classifier excluded) ranked by " +
+      "mean Fisher per element of the pretrained model with a fresh head. Primary check: LayerNorm is first.",
+    grid: "fisher",
+    checks: [],
+    numbers: [],
+    notes: [],
+  };
+  const byTask = fisherByTask(data);
+  if (byTask.size === 0) return finish(data, { ...d, missing: "no Fisher records" });
+  for (const [task, rec] of byTask) {
+    const rows = rec.result.records;
+    const groups = rankComponentRows(rows, "mean", { by: "group" });
+    const comps = rankComponentRows(rows, "mean");
+    const rank = groups.findIndex((g) => g.name === "layernorm");
+    d.checks.push({
+      task,
+      what: "LayerNorm group ranks first by mean Fisher per element",
+      pass: rank === 0,
+      primary: true,
+      detail: groups.map((g) => `${g.name} ${sci(g.value)}`).join(" > "),
+      sources: [rec.id],
+    });
+    d.numbers.push({
+      task,
+      N: rec.result.N,
+      "group ranking (mean Fisher per element)": groups.map((g) => `${g.name} ${sci(g.value)}`).join(" > "),
+      "LayerNorm rank": rank >= 0 ? `${rank + 1} of ${groups.length}` : "absent",
+      "top component": `${comps[0]?.name} ${sci(comps[0]?.value ?? NaN)}`,
+      sources: rec.id,
+    });
+  }
+  return finish(data, d);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Finding 3: LayerNorm-only is close to full fine-tuning and BitFit with about a fifth of BitFit's size
+
+/** Encoder elements trained by LayerNorm-only, output-LayerNorm-only and BitFit, for a BERT shape. */
+export function parameterCounts(config = parseConfig({ vocab_size: 30522 })): {
+  layernorm: number;
+  layernormOutput: number;
+  bitfit: number;
+} {
+  let layernorm = 0, layernormOutput = 0, bitfit = 0;
+  for (const [name, shape] of parameterShapes(config, 2)) {
+    if (!name.startsWith("bert.")) continue;
+    const n = sizeOf(shape);
+    if (isLayerNorm(name)) layernorm += n;
+    if (/\.output\.LayerNorm\./.test(name) && !name.includes("attention")) layernormOutput += n;
+    if (isBias(name)) bitfit += n;
+  }
+  return { layernorm, layernormOutput, bitfit };
+}
+
+export function finding3(data: StudyData): FindingResult {
+  const lo = THRESHOLDS.ratioTarget / THRESHOLDS.ratioFactor,
+    hi = THRESHOLDS.ratioTarget * THRESHOLDS.ratioFactor;
+  const d: Draft = {
+    id: 3,
+    title: "LayerNorm-only is close to full fine-tuning and BitFit with about a fifth of BitFit's parameters",
+    claim: "Training only LayerNorm (plus the task head) scores close to full fine-tuning and to BitFit, " +
+      "with about a fifth of BitFit's trainable parameters.",
+    rule: `Per task, primary: LayerNorm-only close to full fine-tuning, and close to BitFit (at most ` +
+      `max(${THRESHOLDS.closePoints} points, seed std) below). Secondary: trained encoder elements ` +
+      `LayerNorm / BitFit in [${lo.toFixed(3)}, ${
+        hi.toFixed(3)
+      }] (1/5 within a factor ${THRESHOLDS.ratioFactor}).`,
+    grid: "main",
+    checks: [],
+    numbers: [],
+    notes: [],
+  };
+  const scores = mainScores(data);
+  const all: (ScoreGroup | undefined)[] = [];
+  let ratioDone = false;
+  for (const task of tasksOf(scores)) {
+    const full = findScore(scores, task, "full"), bitfit = findScore(scores, task, "bitfit");
+    const ln = findScore(scores, task, "layernorm"), lno = findScore(scores, task, "layernorm-output");
+    all.push(full, bitfit, ln);
+    if (!ln || !full || !bitfit) {
+      d.notes.push(
+        `${task}: left out, missing ${
+          [["full", full], ["bitfit", bitfit], ["layernorm", ln]].filter(([, g]) => !g).map(([m]) => m)
+            .join(", ")
+        }.`,
+      );
+      continue;
+    }
+    caution(d, task, [full, bitfit, ln]);
+    const tolFull = closeTolerance(ln, full), tolBit = closeTolerance(ln, bitfit);
+    d.checks.push({
+      task,
+      what: "LayerNorm close to full fine-tuning",
+      pass: isClose(ln, full),
+      primary: true,
+      detail: `LN ${pointsText(ln)} vs full ${pointsText(full)}: ${signedPts(ln.mean - full.mean)} points, ` +
+        `tolerance ${pts(tolFull)}`,
+      sources: [...ln.ids, ...full.ids],
+    });
+    d.checks.push({
+      task,
+      what: "LayerNorm close to BitFit",
+      pass: isClose(ln, bitfit),
+      primary: true,
+      detail: `LN ${pointsText(ln)} vs BitFit ${pointsText(bitfit)}: ${signedPts(ln.mean - bitfit.mean)} ` +
+        `points, tolerance ${pts(tolBit)}`,
+      sources: [...ln.ids, ...bitfit.ids],
+    });
+    d.numbers.push({
+      task,
+      metric: ln.metric,
+      full: pointsText(full),
+      BitFit: pointsText(bitfit),
+      LayerNorm: pointsText(ln),
+      "output LN": lno ? pointsText(lno) : "",
+      "LN - full": signedPts(ln.mean - full.mean),
+      "LN - BitFit": signedPts(ln.mean - bitfit.mean),
+      "tolerance (full, BitFit)": `${pts(tolFull)}, ${pts(tolBit)}`,
+      sources: ids(full, bitfit, ln, lno),
+    });
+    if (!ratioDone) {
+      ratioDone = true;
+      const ratio = ln.trainable / bitfit.trainable;
+      const outRatio = lno ? lno.trainable / bitfit.trainable : NaN;
+      d.checks.push({
+        task: "(all)",
+        what: "LayerNorm / BitFit trained encoder elements near 1/5",
+        pass: ratio >= lo - 1e-12 && ratio <= hi + 1e-12,
+        primary: false,
+        detail: `${ln.trainable} / ${bitfit.trainable} = ${ratio.toFixed(3)} (band [${lo.toFixed(3)}, ${
+          hi.toFixed(3)
+        }])`,
+        sources: [ln.ids[0], bitfit.ids[0]],
+      });
+      d.numbers.push({
+        task: "(parameters)",
+        metric: "trained encoder elements",
+        full: String(full.trainable),
+        BitFit: String(bitfit.trainable),
+        LayerNorm: String(ln.trainable),
+        "output LN": lno ? String(lno.trainable) : "",
+        "LN - full": "",
+        "LN - BitFit": `LN/BitFit ${ratio.toFixed(3)}${
+          lno ? `; output LN/BitFit ${outRatio.toFixed(3)}` : ""
+        }`,
+        "tolerance (full, BitFit)": "",
+        sources: [ln.ids[0], bitfit.ids[0], ...(lno ? [lno.ids[0]] : [])].join(" "),
+      });
+      const base = parameterCounts();
+      d.notes.push(
+        `For reference, BERT-base's shapes give LayerNorm / BitFit = ${base.layernorm} / ${base.bitfit} = ${
+          (base.layernorm / base.bitfit).toFixed(3)
+        } and output LayerNorm / BitFit = ${base.layernormOutput} / ${base.bitfit} = ${
+          (base.layernormOutput / base.bitfit).toFixed(3)
+        } (lib/bert/names.ts): "a fifth" matches the output LayerNorm alone more closely than all LayerNorms.`,
+      );
+    }
+  }
+  if (d.checks.length === 0) {
+    return finish(data, { ...d, missing: "no task has full, BitFit and LayerNorm-only results" });
+  }
+  d.notes.push(...seedNote(all));
+  return finish(data, d);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Finding 4: top-k% of LayerNorm by Fisher loses little
+
+export function finding4(data: StudyData): FindingResult {
+  const { kTarget, kMin, kMax } = THRESHOLDS;
+  const d: Draft = {
+    id: 4,
+    title: "Training only the top-k% of LayerNorm by Fisher loses little",
+    claim: "Training only the top-k% of LayerNorm elements by Fisher information (k as small as about 10%) " +
+      "loses little against training all of LayerNorm.",
+    rule: `k = the profile's k closest to ${kTarget} within [${kMin}, ${kMax}]. Per task, primary: top-k% ` +
+      `close to 100% of LayerNorm (the k = 100 mask run, else LayerNorm-only). Secondary: top-k% mean above ` +
+      `random-k% mean.`,
+    grid: "topk",
+    checks: [],
+    numbers: [],
+    notes: [],
+  };
+  const ms = maskScores(data), main = mainScores(data);
+  const pcts = [...new Set(ms.filter((g) => g.method === "fisher").map((g) => g.pct as number))];
+  const k = closestK(pcts, kTarget, kMin, kMax);
+  if (k === undefined) {
+    return finish(data, {
+      ...d,
+      missing: `no top-k% runs with k in [${kMin}, ${kMax}] (have k: ${pcts.join(", ") || "none"})`,
+    });
+  }
+  const all: (ScoreGroup | undefined)[] = [];
+  for (const task of tasksOf(ms)) {
+    const top = findScore(ms, task, "fisher", k), rnd = findScore(ms, task, "random", k);
+    const ref = findScore(ms, task, "fisher", 100) ?? findScore(main, task, "layernorm");
+    const full = findScore(main, task, "full");
+    if (!top || !ref) {
+      d.notes.push(`${task}: left out, missing ${!top ? `top-${k}%` : "a 100%-LayerNorm run"}.`);
+      continue;
+    }
+    all.push(top, ref, rnd);
+    caution(d, task, [top, ref, rnd]);
+    const tol = closeTolerance(top, ref);
+    const refName = ref.pct === 100 ? "100% mask" : "LayerNorm-only";
+    d.checks.push({
+      task,
+      what: `top-${k}% close to ${refName}`,
+      pass: isClose(top, ref),
+      primary: true,
+      detail: `top-${k}% ${pointsText(top)} vs ${refName} ${pointsText(ref)}: ${
+        signedPts(top.mean - ref.mean)
+      } points, tolerance ${pts(tol)}`,
+      sources: [...top.ids, ...ref.ids],
+    });
+    if (rnd) {
+      d.checks.push({
+        task,
+        what: `top-${k}% above random-${k}%`,
+        pass: top.mean > rnd.mean,
+        primary: false,
+        detail: `top-${k}% ${pointsText(top)} vs random ${pointsText(rnd)}: ${
+          signedPts(top.mean - rnd.mean)
+        }`,
+        sources: [...top.ids, ...rnd.ids],
+      });
+    } else d.notes.push(`${task}: no random-${k}% run, so no control.`);
+    d.numbers.push({
+      task,
+      k,
+      [`top-${k}%`]: pointsText(top),
+      [`random-${k}%`]: rnd ? pointsText(rnd) : "",
+      "100% LN": `${pointsText(ref)} (${refName})`,
+      full: full ? pointsText(full) : "",
+      "top - 100%": signedPts(top.mean - ref.mean),
+      "top - random": rnd ? signedPts(top.mean - rnd.mean) : "",
+      tolerance: pts(tol),
+      sources: ids(top, rnd, ref, full),
+    });
+  }
+  if (d.checks.length === 0) return finish(data, { ...d, missing: `no task has top-${k}% and 100% runs` });
+  d.notes.push(...seedNote(all));
+  return finish(data, d);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Finding 5: masks chosen on other tasks transfer
+
+export function finding5(data: StudyData): FindingResult {
+  const d: Draft = {
+    id: 5,
+    title: "A LayerNorm subset chosen on other tasks transfers",
+    claim: "A LayerNorm subset chosen on other tasks (leave-one-task-out union of their top-k% masks) " +
+      "trains a new task about as well as the task's own top-k% subset.",
+    rule: "Per task, primary: the union of the other tasks' top-k% masks close to the own top-k% mask. " +
+      "Secondary: union mean above random-k% mean.",
+    grid: "crosstask",
+    checks: [],
+    numbers: [],
+    notes: [],
+  };
+  const ms = maskScores(data);
+  const all: (ScoreGroup | undefined)[] = [];
+  for (const union of ms.filter((g) => g.method === "union")) {
+    const task = union.task, k = union.pct as number;
+    const own = findScore(ms, task, "fisher", k), rnd = findScore(ms, task, "random", k);
+    if (!own) {
+      d.notes.push(`${task}: left out, no own top-${k}% run.`);
+      continue;
+    }
+    all.push(union, own, rnd);
+    caution(d, task, [union, own, rnd]);
+    const tol = closeTolerance(union, own);
+    d.checks.push({
+      task,
+      what: `union of other tasks' top-${k}% close to own top-${k}%`,
+      pass: isClose(union, own),
+      primary: true,
+      detail: `union ${pointsText(union)} vs own ${pointsText(own)}: ${signedPts(union.mean - own.mean)} ` +
+        `points, tolerance ${pts(tol)}`,
+      sources: [...union.ids, ...own.ids],
+    });
+    if (rnd) {
+      d.checks.push({
+        task,
+        what: `union above random-${k}%`,
+        pass: union.mean > rnd.mean,
+        primary: false,
+        detail: `union ${pointsText(union)} vs random ${pointsText(rnd)}: ${
+          signedPts(union.mean - rnd.mean)
+        }`,
+        sources: [...union.ids, ...rnd.ids],
+      });
+    }
+    d.numbers.push({
+      task,
+      k,
+      union: pointsText(union),
+      own: pointsText(own),
+      random: rnd ? pointsText(rnd) : "",
+      "union - own": signedPts(union.mean - own.mean),
+      "union - random": rnd ? signedPts(union.mean - rnd.mean) : "",
+      "union mask share of LN (%)": Number.isFinite(union.maskShare ?? NaN)
+        ? (100 * union.maskShare!).toFixed(1)
+        : "",
+      tolerance: pts(tol),
+      sources: ids(union, own, rnd),
+    });
+  }
+  if (d.checks.length === 0) {
+    return finish(data, { ...d, missing: "no union-mask runs with an own-mask run" });
+  }
+  d.notes.push(
+    "The union of several tasks' masks can hold more than k% of LayerNorm, so it is not size-matched to the " +
+      "random control; its share is in the table.",
+    ...seedNote(all),
+  );
+  return finish(data, d);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Finding 6: the top Fisher LayerNorm elements sit in the last layers and in beta
+
+/** Whether the densest layer is in the last half of the encoder layers (strictly denser than the rest). */
+export function lastLayersDensest(p: Placement): { pass: boolean; late: number; early: number } {
+  const firstLate = Math.floor(p.layers / 2);
+  let late = -Infinity, early = -Infinity;
+  for (const part of p.byLayer) {
+    const m = /^layer (\d+)$/.exec(part.label);
+    const isLate = !!m && Number(m[1]) >= firstLate;
+    if (isLate) late = Math.max(late, part.density);
+    else early = Math.max(early, part.density);
+  }
+  return { pass: late > early, late, early };
+}
+
+export function finding6(data: StudyData): FindingResult {
+  const { kTarget, kMin, kMax } = THRESHOLDS;
+  const d: Draft = {
+    id: 6,
+    title: "The most informative LayerNorm elements sit in the last layers and in beta",
+    claim: "The LayerNorm elements with the highest Fisher information sit in the last layers and in the " +
+      "bias (beta) terms.",
+    rule: `Own-task top-k% masks, k closest to ${kTarget} within [${kMin}, ${kMax}]. Per task, two primary ` +
+      `checks: the densest layer (selected / candidates, embeddings included) is in the last half of the ` +
+      `encoder layers; more beta than gamma elements are selected.`,
+    grid: "topk",
+    checks: [],
+    numbers: [],
+    notes: [],
+  };
+  const k = closestK(topMaskPcts(data), kTarget, kMin, kMax);
+  if (k === undefined) {
+    return finish(data, {
+      ...d,
+      missing: `no own-task Fisher masks with k in [${kMin}, ${kMax}] (have k: ${
+        topMaskPcts(data).join(", ") || "none"
+      })`,
+    });
+  }
+  for (const [task, rec] of topMasks(data, k)) {
+    const p = maskPlacement(rec);
+    const layer = lastLayersDensest(p);
+    const gamma = p.byKind.find((x) => x.label === "gamma")?.selected ?? 0;
+    const beta = p.byKind.find((x) => x.label === "beta")?.selected ?? 0;
+    const dens = p.byLayer.map((x) => `${x.label} ${(100 * x.density).toFixed(1)}%`).join(", ");
+    d.checks.push({
+      task,
+      what: "densest layer in the last half of the encoder",
+      pass: layer.pass,
+      primary: true,
+      detail: `density by layer: ${dens}`,
+      sources: [rec.id],
+    });
+    d.checks.push({
+      task,
+      what: "more beta than gamma selected",
+      pass: beta > gamma,
+      primary: true,
+      detail: `beta ${beta}, gamma ${gamma} of ${p.selected}`,
+      sources: [rec.id],
+    });
+    d.numbers.push({
+      task,
+      k,
+      selected: p.selected,
+      "density by layer": dens,
+      "beta / gamma": `${beta} / ${gamma}`,
+      "by LayerNorm type": p.byLnType.map((x) => `${x.label} ${x.selected}`).join(", "),
+      sources: rec.id,
+    });
+  }
+  if (d.checks.length === 0) return finish(data, { ...d, missing: `no own-task top-${k}% masks` });
+  return finish(data, d);
+}
+
+/** All six findings, in order. */
+export function evaluateFindings(data: StudyData): FindingResult[] {
+  return [finding1, finding2, finding3, finding4, finding5, finding6].map((f) => f(data));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// RESULTS.md
+
+/** A finding as Markdown (used by the summary notebook and RESULTS.md). */
+export function findingMarkdown(f: FindingResult, heading = "###"): string {
+  const lines = [
+    `${heading} Finding ${f.id}: ${f.title} (**${f.verdict}**)`,
+    "",
+    `- Claim: ${f.claim}`,
+    `- Rule: ${f.rule}`,
+    `- Result: ${f.summary}`,
+  ];
+  if (f.checks.length) {
+    lines.push("", "Checks:", "");
+    for (const c of f.checks) {
+      lines.push(
+        `- ${c.pass ? "holds" : "fails"}${
+          c.primary ? "" : " (secondary)"
+        }: ${c.task}: ${c.what}: ${c.detail} ` +
+          `[${c.sources.join(", ")}]`,
+      );
+    }
+  }
+  if (f.numbers.length) lines.push("", renderTable(f.numbers).text);
+  for (const n of f.notes) lines.push("", `Note: ${n}`);
+  lines.push("", `> **Model caveat.** ${f.caveat}`);
+  return lines.join("\n");
+}
+
+/**
+ * The RESULTS.md body: what produced the results, the main table, the six verdicts with the numbers
+ * behind them. Every number names its cells; a cell id `ID` is the file `<results dir>/ID.json`.
+ */
+export function renderResultsMarkdown(data: StudyData): string {
+  const info = studyInfo(data);
+  const findings = evaluateFindings(data);
+  const out: string[] = [
+    `## Results: profile \`${info.profile}\``,
+    "",
+    `Computed from the records in \`${info.dir}\`; a cell id \`ID\` below is the file ` +
+    `\`${recordPath(data, "ID")}\`.`,
+    "",
+    `- Model: ${info.models.join(", ") || "not recorded"} (sha256 ${info.modelHashes.join(", ") || "?"}), ` +
+    `backend ${info.backends.join(", ") || "?"}`,
+    `- Tasks: ${info.tasks.join(", ") || "none"}; seeds: ${info.seeds.join(", ") || "none"}; epochs ` +
+    `${info.epochs.join(", ") || "?"}; train examples ${
+      info.trainExamples.join(", ") || "?"
+    }; dev examples ` +
+    `${info.devExamples.join(", ") || "?"}; Fisher N ${info.fisherExamples.join(", ") || "?"}`,
+    "",
+    `> **Model caveat.** ${modelCaveat(modelName(data), info.profile)}`,
+    "",
+    "### Main table",
+    "",
+  ];
+  const scores = mainScores(data);
+  if (scores.length === 0) {
+    out.push(`Not enough data: run \`${gridCommand("main", data.profile)}\`.`);
+  } else {
+    const rows = mainTableRows(scores).map((row) => {
+      const g = scores.find((s) => s.task === row.task && METHOD_LABELS[s.method] === row.method);
+      return { ...row, sources: g ? g.ids.join(" ") : "" };
+    });
+    out.push(
+      renderTable(rows).text,
+      "",
+      "Scores are the main dev metric of each task (best epoch) x100, mean ± sample std over seeds. " +
+        "Trained encoder params count every `bert.*` element trained; the task head is trained in every " +
+        "method and counted apart.",
+    );
+  }
+  out.push("", "### Verdicts", "");
+  out.push(
+    renderTable(findings.map((f) => ({
+      finding: `${f.id}. ${f.title}`,
+      verdict: f.verdict,
+      result: f.summary.replace(/^[^:]*: /, ""),
+    }))).text,
+  );
+  for (const f of findings) out.push("", findingMarkdown(f, "###"));
+  return out.join("\n") + "\n";
+}

@@ -1,0 +1,189 @@
+import assert from "node:assert/strict";
+import {
+  chanceNotes,
+  type Check,
+  closeTolerance,
+  evaluateFindings,
+  finding1,
+  finding2,
+  finding3,
+  finding4,
+  finding5,
+  finding6,
+  judge,
+  parameterCounts,
+  renderResultsMarkdown,
+  THRESHOLDS,
+} from "../../lib/report/findings.ts";
+import { mainScores } from "../../lib/report/study_views.ts";
+import { changeRecord, fisherRecord, maskRecord, seeds, study } from "./study_fixtures.ts";
+
+const check = (pass: boolean, primary = true): Check => ({
+  task: "T",
+  what: "x",
+  pass,
+  primary,
+  detail: "",
+  sources: [],
+});
+
+Deno.test("judge: all checks -> supported, half the primary -> partly, fewer -> not, none -> not enough data", () => {
+  assert.equal(judge([check(true), check(true), check(true, false)]), "supported");
+  assert.equal(judge([check(true), check(true), check(false, false)]), "partly supported");
+  assert.equal(judge([check(true), check(false)]), "partly supported");
+  assert.equal(judge([check(true), check(false), check(false)]), "not supported");
+  assert.equal(judge([check(false), check(true, false)]), "not supported");
+  assert.equal(judge([check(true, false)]), "not enough data");
+  assert.equal(judge([]), "not enough data");
+});
+
+Deno.test("closeTolerance: 2 points, or the larger seed std; a single seed has no std", () => {
+  assert.equal(THRESHOLDS.closePoints, 2);
+  assert.equal(closeTolerance({ std: 0.01, n: 3 }, { std: 0.005, n: 3 }), 0.02);
+  assert.equal(closeTolerance({ std: 0.01, n: 3 }, { std: 0.035, n: 3 }), 0.035);
+  assert.equal(closeTolerance({ std: 0.5, n: 1 }, { std: 0, n: 1 }), 0.02);
+});
+
+Deno.test("finding 1: output LayerNorm first on every task, on half, on none; no records", () => {
+  const top = { output_layernorm: 3, query: 2, intermediate_dense: 1, classifier: 99 };
+  const second = { output_layernorm: 2, query: 3, intermediate_dense: 1 };
+  assert.equal(
+    finding1(study({ change: [changeRecord("RTE", top), changeRecord("MRPC", top)] })).verdict,
+    "supported",
+  );
+  const half = finding1(study({ change: [changeRecord("RTE", top), changeRecord("MRPC", second)] }));
+  assert.equal(half.verdict, "partly supported");
+  assert.equal(half.checks[1].pass, false);
+  assert.match(half.checks[1].detail, /first: query .*rank 2 of 3/);
+  assert.equal(half.numbers[0]["layers where output LN tops its layer"], "2 of 2");
+  assert.equal(finding1(study({ change: [changeRecord("RTE", second)] })).verdict, "not supported");
+  const none = finding1(study());
+  assert.equal(none.verdict, "not enough data");
+  assert.match(none.summary, /deno task normtune grid --grid change --profile cpu/);
+});
+
+Deno.test("finding 2: the LayerNorm group must rank first by mean Fisher per element", () => {
+  const ln = { output_layernorm: 1e-3, attention_output_layernorm: 1e-4, query: 1e-5, pooler: 1e-6 };
+  const pooler = { output_layernorm: 1e-3, query: 1e-5, pooler: 1e-2 };
+  assert.equal(finding2(study({ fisher: [fisherRecord("RTE", ln)] })).verdict, "supported");
+  const f = finding2(study({ fisher: [fisherRecord("RTE", ln), fisherRecord("MRPC", pooler)] }));
+  assert.equal(f.verdict, "partly supported");
+  assert.equal(f.numbers[1]["LayerNorm rank"], "2 of 3");
+  assert.equal(finding2(study({ fisher: [fisherRecord("RTE", pooler)] })).verdict, "not supported");
+});
+
+Deno.test("finding 3: LayerNorm close to full and BitFit, and the parameter ratio near 1/5", () => {
+  const runs = (ln: number[], lnTrainable?: number) => [
+    ...seeds("full", [0.8, 0.81, 0.82]),
+    ...seeds("bitfit", [0.79, 0.79, 0.79]),
+    ...seeds("layernorm", ln, lnTrainable ? { trainable: lnTrainable } : {}),
+  ];
+  // 1.5 points below full, within 2: close; LN/BitFit = 614/3072 = 0.2: in the band.
+  const ok = finding3(study({ finetune: runs([0.795, 0.795, 0.795], 614) }));
+  assert.equal(ok.verdict, "supported", ok.summary);
+  // bert-tiny-mlm's real counts, 1280 / 3072 = 0.417: the ratio fails, the scores still hold.
+  const ratio = finding3(study({ finetune: runs([0.795, 0.795, 0.795]) }));
+  assert.equal(ratio.verdict, "partly supported");
+  assert.match(ratio.checks.find((c) => !c.primary)!.detail, /1280 \/ 3072 = 0\.417/);
+  // 5 points below both: not close.
+  assert.equal(finding3(study({ finetune: runs([0.76, 0.76, 0.76], 614) })).verdict, "not supported");
+  // 3 points below full, but the LayerNorm runs spread by 4 points (std 0.04): close by the std.
+  const noisy = finding3(study({ finetune: runs([0.74, 0.78, 0.82], 614) }));
+  assert.equal(noisy.checks[0].pass, true, noisy.checks[0].detail);
+  // Missing BitFit: no check on that task.
+  const missing = finding3(study({ finetune: [...seeds("full", [0.8]), ...seeds("layernorm", [0.8])] }));
+  assert.equal(missing.verdict, "not enough data");
+  assert.match(missing.summary, /--grid main/);
+
+  const base = parameterCounts();
+  assert.deepEqual(base, { layernorm: 38400, layernormOutput: 18432, bitfit: 102912 });
+});
+
+Deno.test("finding 4: top-k% close to 100% and above random; k must be near 10", () => {
+  const mk = (top: number, rnd: number, pct = 10) => [
+    ...seeds("mask", [top, top], { mask: { method: "fisher", pct } }),
+    ...seeds("mask", [rnd, rnd], { mask: { method: "random", pct } }),
+    ...seeds("mask", [0.7, 0.7], { mask: { method: "fisher", pct: 100 } }),
+  ];
+  assert.equal(finding4(study({ finetune: mk(0.69, 0.6) })).verdict, "supported");
+  const sameAsRandom = finding4(study({ finetune: mk(0.69, 0.69) }));
+  assert.equal(sameAsRandom.verdict, "partly supported");
+  assert.equal(finding4(study({ finetune: mk(0.6, 0.5) })).verdict, "not supported");
+  const farK = finding4(study({ finetune: mk(0.69, 0.6, 50) }));
+  assert.equal(farK.verdict, "not enough data");
+  assert.match(farK.summary, /have k: 50, 100.*--grid topk/);
+  // Without a k = 100 run the LayerNorm-only run is the reference.
+  const viaMain = finding4(study({
+    finetune: [
+      ...seeds("mask", [0.69], { mask: { method: "fisher", pct: 5 } }),
+      ...seeds("mask", [0.6], { mask: { method: "random", pct: 5 } }),
+      ...seeds("layernorm", [0.70]),
+    ],
+  }));
+  assert.equal(viaMain.verdict, "supported");
+  assert.match(viaMain.checks[0].detail, /top-5% .* vs LayerNorm-only/);
+});
+
+Deno.test("finding 5: the union of other tasks' masks close to the own mask and above random", () => {
+  const mk = (union: number, task = "RTE") => [
+    ...seeds("mask", [union], { task, mask: { method: "union", pct: 10, share: 0.31 } }),
+    ...seeds("mask", [0.7], { task, mask: { method: "fisher", pct: 10 } }),
+    ...seeds("mask", [0.6], { task, mask: { method: "random", pct: 10 } }),
+  ];
+  const ok = finding5(study({ finetune: mk(0.71) }));
+  assert.equal(ok.verdict, "supported");
+  assert.equal(ok.numbers[0]["union mask share of LN (%)"], "31.0");
+  assert.equal(finding5(study({ finetune: [...mk(0.71), ...mk(0.5, "MRPC")] })).verdict, "partly supported");
+  assert.equal(finding5(study({ finetune: mk(0.55) })).verdict, "not supported");
+  assert.equal(finding5(study({ finetune: seeds("full", [0.7]) })).verdict, "not enough data");
+});
+
+Deno.test("finding 6: densest layer in the last half, and more beta than gamma", () => {
+  const late = maskRecord("RTE", 10, { "1.out.b": 60, "1.out.w": 20, "0.out.b": 30, "emb.b": 10 });
+  assert.equal(finding6(study({ mask: [late] })).verdict, "supported");
+  // The embeddings LayerNorm is the densest (40 of 256 beats 30 of 512 and 40 of 512): layer check fails.
+  const early = maskRecord("MRPC", 10, { "emb.b": 40, "0.out.b": 30, "1.out.w": 40 });
+  const f = finding6(study({ mask: [late, early] }));
+  assert.equal(f.verdict, "partly supported");
+  assert.deepEqual(f.checks.map((c) => c.pass), [true, true, false, true]);
+  // A tie between layers is not "in the last layers".
+  const tie = maskRecord("RTE", 10, { "0.out.b": 30, "1.out.b": 30 });
+  assert.equal(finding6(study({ mask: [tie] })).checks[0].pass, false);
+  assert.equal(finding6(study({ mask: [maskRecord("RTE", 100, {})] })).verdict, "not enough data");
+});
+
+Deno.test("chance notes: identical scores and correlations at or below 0 are flagged, not judged", () => {
+  const same = mainScores(study({ finetune: [...seeds("full", [0.5]), ...seeds("layernorm", [0.5])] }));
+  assert.match(chanceNotes("RTE", same).join(), /exactly 50\.00/);
+  const corr = mainScores(study({
+    finetune: [
+      ...seeds("full", [-0.1], { metric: "pearson" }),
+      ...seeds("layernorm", [0.2], { metric: "pearson" }),
+    ],
+  }));
+  assert.match(chanceNotes("STS-B", corr).join(), /Full fine-tuning at or below chance/);
+  const f = finding3(study({
+    finetune: [...seeds("full", [0.5]), ...seeds("bitfit", [0.5]), ...seeds("layernorm", [0.5])],
+  }));
+  assert.match(f.summary, /Caution: on RTE/);
+});
+
+Deno.test("renderResultsMarkdown: main table and six verdicts, numbers with their cell ids", () => {
+  const full = seeds("full", [0.8, 0.82]), ln = seeds("layernorm", [0.79, 0.8]);
+  const data = study({
+    finetune: [...full, ...seeds("bitfit", [0.78, 0.8]), ...ln],
+    change: [changeRecord("RTE", { output_layernorm: 3, query: 1 })],
+  });
+  const md = renderResultsMarkdown(data);
+  assert.match(md, /^## Results: profile `cpu`/);
+  assert.match(md, /### Main table/);
+  assert.match(md, /Full fine-tuning \| accuracy \| 81\.00 ± 1\.41/);
+  assert.ok(md.includes(`${full[0].id} ${full[1].id}`), "the main table names the runs of each number");
+  assert.ok(md.includes(`${data.change[0].id}`));
+  assert.match(md, /\/tmp\/normtune-synthetic-results\/ID\.json/);
+  for (let i = 1; i <= 6; i++) assert.match(md, new RegExp(`### Finding ${i}: `));
+  assert.match(md, /Finding 1: .*\(\*\*supported\*\*\)/);
+  assert.match(md, /Finding 4: .*\(\*\*not enough data\*\*\)/);
+  assert.equal((md.match(/Model caveat/g) ?? []).length, 7); // the study's, and one beside each verdict
+  assert.equal(evaluateFindings(data).length, 6);
+});

@@ -1,0 +1,203 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { rankComponents } from "../../lib/analysis/change.ts";
+import { loadResults } from "../../lib/experiments/load.ts";
+import {
+  closestK,
+  componentLayerMatrix,
+  layerNormFisherMatrix,
+  mainScores,
+  mainTableRows,
+  maskPlacement,
+  maskScores,
+  modelCaveat,
+  modelName,
+  notEnoughData,
+  placementBars,
+  rankComponentRows,
+  rankingTable,
+  scoreBars,
+  studyHeader,
+  topkLines,
+} from "../../lib/report/study_views.ts";
+import { tempDir } from "../env.ts";
+import { changeRecord, componentRows, maskRecord, run, seeds, study } from "./study_fixtures.ts";
+
+Deno.test("rankComponentRows: n-weighted over layers, classifier and null values left out, as change.ts ranks", () => {
+  const rows = componentRows("meanAbsChange", {
+    query: 1,
+    output_layernorm: 3,
+    attention_output_layernorm: 2,
+    classifier: 100,
+  });
+  // One layer of the query changes more: the aggregate is the element-weighted mean over kinds and layers.
+  rows.find((r) => r.component === "query" && r.layer === 1 && r.kind === "weight")!.meanAbsChange = 5;
+  const ranked = rankComponentRows(rows, "meanAbsChange");
+  assert.deepEqual(ranked.map((r) => r.name), ["output_layernorm", "query", "attention_output_layernorm"]);
+  // query: weights 512 x 2 layers (values 1 and 5), biases 128 x 2 (value 1)
+  const q = (512 * 1 + 512 * 5 + 256 * 1) / 1280;
+  assert.ok(Math.abs(ranked[1].value - q) < 1e-12);
+  // The library's own ranking agrees on the order and the values.
+  const lib = rankComponents(
+    rows.map((r) => ({ ...r, component: r.component as "query", meanAbsBase: 1, relativeChange: null })),
+  );
+  assert.deepEqual(lib.map((r) => r.component), ranked.map((r) => r.name));
+  assert.ok(Math.abs(lib[1].meanAbsChange - q) < 1e-12);
+
+  const groups = rankComponentRows(rows, "meanAbsChange", { by: "group" });
+  // attention = the query alone (2.6); LayerNorm = (3 x 512 + 2 x 512) / 1024 = 2.5
+  assert.deepEqual(groups.map((g) => g.name), ["attention", "layernorm"]);
+  assert.ok(Math.abs(groups[1].value - 2.5) < 1e-12);
+  const withNull = [{ component: "query", layer: 0, kind: "weight" as const, n: 10, rel: null }];
+  assert.deepEqual(rankComponentRows(withNull, "rel"), []);
+});
+
+Deno.test("componentLayerMatrix: encoder components x layers, log10 turns zeros into gaps", () => {
+  const rows = componentRows("mean", { query: 1e-4, output_layernorm: 1e-2, pooler: 5 });
+  rows.find((r) => r.component === "query" && r.layer === 1 && r.kind === "weight")!.mean = 0;
+  rows.find((r) => r.component === "query" && r.layer === 1 && r.kind === "bias")!.mean = 0;
+  const m = componentLayerMatrix(rows, "mean", { log10: true });
+  assert.deepEqual(m.x, ["layer 0", "layer 1"]);
+  assert.deepEqual(m.y, ["query", "output_layernorm"]); // the pooler has no layer
+  assert.ok(Math.abs((m.z[0][0] as number) + 4) < 1e-12);
+  assert.equal(m.z[0][1], null);
+  assert.ok(Math.abs((m.z[1][1] as number) + 2) < 1e-12);
+  const lin = componentLayerMatrix(rows, "mean", { kind: "bias" });
+  assert.equal(lin.z[1][0], 1e-2);
+});
+
+Deno.test("mainScores and mainTableRows: mean and sample std over seeds, mask runs apart, task means", () => {
+  const data = study({
+    finetune: [
+      ...seeds("full", [0.8, 0.82, 0.84]),
+      ...seeds("layernorm", [0.7, 0.7, 0.7]),
+      run("layernorm", 0.5, { mask: { method: "fisher", pct: 10 } }),
+      ...seeds("full", [0.6], { task: "MRPC", metric: "f1" }),
+      ...seeds("layernorm", [0.4], { task: "MRPC", metric: "f1" }),
+    ],
+  });
+  const s = mainScores(data);
+  assert.equal(s.length, 4);
+  const full = s[0];
+  assert.equal(full.method, "full");
+  assert.equal(full.n, 3);
+  assert.ok(Math.abs(full.mean - 0.82) < 1e-12);
+  assert.ok(Math.abs(full.std - 0.02) < 1e-12);
+  assert.equal(full.ids.length, 3);
+  assert.equal(s[1].trainable, 1280);
+  const rows = mainTableRows(s);
+  assert.equal(rows.length, 6);
+  assert.equal(rows[0]["score (x100, mean ± std)"], "82.00 ± 2.00");
+  assert.equal(rows[3]["score (x100, mean ± std)"], "40.00 (1 seed)");
+  assert.equal(rows[4].task, "mean of 2 task(s)");
+  assert.equal(rows[4]["score (x100, mean ± std)"], "71.00");
+
+  const bars = scoreBars(s, [{ method: "full" }, { method: "layernorm" }]);
+  assert.deepEqual(bars.tasks, ["RTE", "MRPC"]);
+  assert.deepEqual(bars.series[1].values.map((v) => Math.round(v)), [70, 40]);
+  assert.ok(bars.series[1].errors.every((e) => Math.abs(e) < 1e-9));
+});
+
+Deno.test("maskScores, topkLines and closestK: masked runs by method and k, references flat", () => {
+  const data = study({
+    finetune: [
+      ...seeds("mask", [0.6, 0.62], { mask: { method: "fisher", pct: 10 } }),
+      ...seeds("mask", [0.5, 0.5], { mask: { method: "random", pct: 10 } }),
+      ...seeds("mask", [0.7, 0.7], { mask: { method: "fisher", pct: 100 } }),
+      ...seeds("mask", [0.7, 0.7], { mask: { method: "random", pct: 100 } }),
+      ...seeds("layernorm", [0.72, 0.72]),
+    ],
+  });
+  const ms = maskScores(data);
+  assert.deepEqual(ms.map((g) => `${g.method}${g.pct}`), ["fisher10", "random10", "fisher100", "random100"]);
+  assert.equal(ms[0].selected, 128);
+  const lines = topkLines(data, "RTE");
+  assert.deepEqual(lines.map((l) => l.x), [[0.1, 1], [0.1, 1], [0.1, 1]]);
+  assert.ok(Math.abs(lines[0].y[0] - 61) < 1e-9);
+  assert.equal(lines[2].dash, "dash");
+  assert.deepEqual(lines[2].y.map(Math.round), [72, 72]);
+
+  assert.equal(closestK([1, 5, 10, 25, 100], 10, 5, 25), 10);
+  assert.equal(closestK([5, 15, 100], 10, 5, 25), 5); // a tie goes to the smaller k
+  assert.equal(closestK([25, 50], 10, 5, 25), 25);
+  assert.equal(closestK([1, 50, 100], 10, 5, 25), undefined);
+});
+
+Deno.test("maskPlacement: counts and densities by layer, gamma/beta and LayerNorm type", () => {
+  const p = maskPlacement(maskRecord("RTE", 10, { "emb.b": 8, "0.attn.w": 4, "1.out.b": 40, "1.out.w": 12 }));
+  assert.equal(p.layers, 2);
+  assert.equal(p.selected, 64);
+  assert.deepEqual(p.byLayer.map((x) => [x.label, x.selected, x.candidates]), [
+    ["embeddings", 8, 256],
+    ["layer 0", 4, 512],
+    ["layer 1", 52, 512],
+  ]);
+  assert.ok(Math.abs(p.byLayer[2].density - 52 / 512) < 1e-12);
+  assert.deepEqual(p.byKind.map((x) => [x.label, x.selected]), [["gamma", 16], ["beta", 48]]);
+  assert.ok(Math.abs(p.byKind[1].share - 0.75) < 1e-12);
+  const other = maskPlacement(maskRecord("MRPC", 10, { "0.out.w": 64 }));
+  const bars = placementBars([p, other], "byKind", "share");
+  assert.deepEqual(bars.groups, ["gamma", "beta"]);
+  assert.deepEqual(bars.series.map((x) => [x.name, x.values]), [["RTE", [25, 75]], ["MRPC", [100, 0]]]);
+  assert.deepEqual(p.byLnType.map((x) => [x.label, x.selected]), [["embeddings", 8], ["attention", 4], [
+    "output",
+    52,
+  ]]);
+});
+
+Deno.test("layerNormFisherMatrix and rankingTable: LayerNorms in model order, ranks per task", () => {
+  const rows = componentRows("mean", {
+    embeddings_layernorm: 1e-3,
+    attention_output_layernorm: 1e-5,
+    output_layernorm: 1e-1,
+    query: 1,
+  });
+  const m = layerNormFisherMatrix(rows);
+  assert.deepEqual(m.x, [
+    "embeddings",
+    "layer 0 attention",
+    "layer 0 output",
+    "layer 1 attention",
+    "layer 1 output",
+  ]);
+  assert.deepEqual(m.y, ["gamma (weight)", "beta (bias)"]);
+  assert.deepEqual(m.z[1].map((v) => Math.round(v as number)), [-3, -5, -1, -5, -1]);
+
+  const table = rankingTable(new Map([["RTE", rows], ["MRPC", rows]]), "mean", { by: "group" });
+  assert.deepEqual(table.map((r) => r.component), ["attention", "layernorm"]);
+  assert.equal(table[0].RTE, "1 (1.00e+0)");
+});
+
+Deno.test("provenance: header from the records, caveat for the stand-in model, message for a missing grid", async () => {
+  const data = study({
+    profile: "smoke",
+    finetune: seeds("full", [0.5]),
+    change: [changeRecord("RTE", { query: 1 })],
+  });
+  const md = studyHeader(data, "Main table");
+  assert.match(md, /profile `smoke`/);
+  assert.match(md, /bert-tiny-mlm \(sha256 abababababab\)/);
+  assert.match(md, /15\.7%/);
+  assert.match(md, /NOT Google's BERT-Tiny/);
+  assert.match(md, /64 examples/);
+  assert.equal(modelName(study({ profile: "paper" })), "bert-base-uncased");
+  assert.match(modelCaveat("some/other-model"), /No known weakness/);
+  assert.match(
+    notEnoughData("topk", "cpu", "the top-k% runs"),
+    /Not enough data for the top-k% runs.*`deno task normtune grid --grid topk --profile cpu`/,
+  );
+
+  // The loader reads what the fixtures build: records written as the store writes them come back typed.
+  const [dir, cleanup] = await tempDir();
+  try {
+    for (const r of [...seeds("full", [0.6, 0.8]), ...seeds("bitfit", [0.7])]) {
+      await Deno.writeTextFile(join(dir, `${r.id}.json`), JSON.stringify(r));
+    }
+    const loaded = await loadResults({ profile: "cpu", dir });
+    const s = mainScores(loaded);
+    assert.deepEqual(s.map((g) => [g.method, g.n]), [["full", 2], ["bitfit", 1]]);
+    assert.ok(Math.abs(s[0].mean - 0.7) < 1e-12);
+  } finally {
+    await cleanup();
+  }
+});
