@@ -13,7 +13,10 @@ export interface ChromiumOptions {
 
 export async function chromiumDom(url: string, opts: ChromiumOptions = {}): Promise<string> {
   const bin = Deno.env.get("CHROMIUM") ?? "chromium";
+  // A profile of its own: two Chromiums sharing the default profile can wait on each other forever.
+  const profile = await Deno.makeTempDir({ prefix: "normtune-chromium-" });
   const args = [
+    `--user-data-dir=${profile}`,
     "--headless",
     "--disable-gpu",
     "--no-sandbox",
@@ -27,12 +30,16 @@ export async function chromiumDom(url: string, opts: ChromiumOptions = {}): Prom
   ];
   let out;
   try {
-    out = await new Deno.Command(bin, { args, stdout: "piped", stderr: "piped" }).output();
+    // A hung browser fails the test after two minutes instead of stalling CI.
+    const signal = AbortSignal.timeout(120_000);
+    out = await new Deno.Command(bin, { args, stdout: "piped", stderr: "piped", signal }).output();
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) {
       throw new Error(`${bin} not found: install Chromium (Debian: apt install chromium) or set CHROMIUM`);
     }
     throw err;
+  } finally {
+    await Deno.remove(profile, { recursive: true }).catch(() => {});
   }
   const dom = new TextDecoder().decode(out.stdout);
   if (!out.success || !dom.includes("<html")) {

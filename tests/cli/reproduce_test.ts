@@ -1,0 +1,60 @@
+/**
+ * The main job end to end on the `smoke` profile, as CI runs it: every grid, then every notebook executed
+ * headless and exported to HTML, then the reports opened in headless Chromium to check the plots drew.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { countOccurrences, plotlySignature, readPlotly } from "../../lib/report/export.ts";
+import { ROOT } from "../../lib/util/paths.ts";
+import { sharedGlue, sharedModel, tempDir } from "../env.ts";
+import { chromiumDom, countClass } from "../report/chromium.ts";
+
+Deno.test("reproduce --profile smoke: grids, seven notebooks, HTML reports with drawn plots", async () => {
+  const [dir, cleanup] = await tempDir();
+  try {
+    const models = join(sharedModel(), "..");
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        join(ROOT, "lib/cli/main.ts"),
+        "reproduce",
+        "--profile",
+        "smoke",
+        "--results",
+        join(dir, "results"),
+        "--runs",
+        join(dir, "runs"),
+        "--reports",
+        join(dir, "reports"),
+      ],
+      env: { GLUE_DIR: sharedGlue(), NORMTUNE_MODELS_DIR: models, NORMTUNE_BACKEND: "wasm" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const log = new TextDecoder().decode(out.stderr);
+    assert.ok(out.success, `reproduce failed:\n${log.slice(-4000)}`);
+
+    const notebooks = [...Deno.readDirSync(join(ROOT, "notebooks"))]
+      .map((e) => e.name).filter((n) => n.endsWith(".ipynb")).sort();
+    assert.equal(notebooks.length, 7);
+    const signature = plotlySignature(await readPlotly());
+    const index = await Deno.readTextFile(join(dir, "reports", "index.html"));
+    for (const nb of notebooks) {
+      const html = join(dir, "reports", nb.replace(/\.ipynb$/, ".html"));
+      const text = await Deno.readTextFile(html);
+      assert.ok(index.includes(nb.replace(/\.ipynb$/, ".html")), `index.html lacks ${nb}`);
+      // plotly.js once per report, never inside a cell output.
+      assert.equal(countOccurrences(text, signature), 1, `${nb}: plotly.js must appear exactly once`);
+    }
+    // The findings and the top-k report must draw: the figures are Plotly SVGs once scripts ran.
+    for (const name of ["03-main-table", "04-topk-layernorm"]) {
+      const dom = await chromiumDom(`file://${join(dir, "reports", `${name}.html`)}`);
+      assert.ok(countClass(dom, "main-svg") > 0, `${name}: no plot was drawn`);
+    }
+    const findings = await Deno.readTextFile(join(dir, "reports", "07-findings.html"));
+    for (let i = 1; i <= 6; i++) assert.match(findings, new RegExp(`Finding ${i}`));
+  } finally {
+    await cleanup();
+  }
+});
