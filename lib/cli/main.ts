@@ -48,6 +48,7 @@ export const COMMANDS: Record<string, Command> = {
     about: "run one cell of a grid (`--grid NAME --index I`)",
     file: "run_cell.ts",
   },
+  results: { about: "RESULTS.md: main table and the six verdicts from results", file: "results.ts" },
   reproduce: {
     about: "every grid of a profile, then notebooks -> reports/",
     file: "reproduce.ts",

@@ -54,6 +54,19 @@ Deno.test("reproduce --profile smoke: grids, seven notebooks, HTML reports with 
     }
     const findings = await Deno.readTextFile(join(dir, "reports", "07-findings.html"));
     for (let i = 1; i <= 6; i++) assert.match(findings, new RegExp(`Finding ${i}`));
+
+    // RESULTS.md from the same records: the main table and a verdict per finding.
+    const md = join(dir, "RESULTS.md");
+    const results = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", join(ROOT, "lib/cli/main.ts"), "results", "--profile", "smoke"].concat(
+        ["--results", join(dir, "results"), "--out", md],
+      ),
+      stderr: "piped",
+    }).output();
+    assert.ok(results.success, new TextDecoder().decode(results.stderr));
+    const text = await Deno.readTextFile(md);
+    assert.match(text, /### Main table/);
+    for (let i = 1; i <= 6; i++) assert.match(text, new RegExp(`### Finding ${i}: .* \\(\\*\\*`));
   } finally {
     await cleanup();
   }
