@@ -40,7 +40,7 @@ import { getTask, loadSplit } from "../glue/mod.ts";
 import { type BackendName, initBackend } from "../tf.ts";
 import { loadWithDelta } from "../tuning/delta.ts";
 import { readMask, writeMask } from "../tuning/masks.ts";
-import { finetune } from "../tuning/trainer.ts";
+import { finetune, type RunIdentity } from "../tuning/trainer.ts";
 import type { CellContext, Executors } from "./runner.ts";
 
 export interface ExecEnv {
@@ -73,22 +73,11 @@ function cfg<T>(ctx: CellContext): T {
   return ctx.cell.config as T;
 }
 
-interface FinetuneConfig {
-  task: string;
+/** A fine-tuning cell's configuration: the trainer's run identity, less what the executor supplies. */
+type FinetuneConfig = Omit<RunIdentity, "model" | "mode" | "mask" | "maskSha256" | "backend"> & {
   mode: string;
   mask?: Record<string, unknown>;
-  seed: number;
-  lr: number;
-  epochs: number;
-  batchSize: number;
-  maxLen: number;
-  maxTrain: number | null;
-  maxDev: number | null;
-  warmup: number;
-  weightDecay: number;
-  clip: number;
-  evalBatchSize: number;
-}
+};
 
 async function runFinetune(ctx: CellContext, env: ExecEnv) {
   const c = cfg<FinetuneConfig>(ctx);
