@@ -29,6 +29,7 @@ import {
 } from "./names.ts";
 import type { TensorMap } from "./safetensors.ts";
 import { additiveMask, attention, dense, dropout, embedding, gelu, layerNorm } from "./ops.ts";
+import { guardWasmHeap } from "./kernels.ts";
 
 /** Model inputs, row-major [batchSize, seqLen]. */
 export interface Batch {
@@ -120,6 +121,7 @@ export class BertClassifier {
     this.config = config;
     this.numLabels = numLabels;
     this.params = new Map();
+    guardWasmHeap(); // an allocation the wasm heap cannot hold becomes an error, not corruption
     for (const [name, shape] of shapes) {
       // The variable takes over the tensor's data; tidy disposes the temporary handle.
       const v = tf.tidy(() => tf.variable(tf.tensor(tensors.get(name)!.data, shape, "float32"), true));

@@ -13,12 +13,27 @@
  * - wasm's SplitV kernel copies its whole input once per piece (readSync); it is replaced by one that
  *   reads the input in place, which makes per-(batch, head) attention products cheap.
  *
+ * On wasm and cpu, dense, LayerNorm, GELU, attention's products and the embedding gradient run as
+ * fused kernels with lazy per-input gradients (lib/bert/kernels.ts: ~20 kernels per encoder layer
+ * instead of ~300, no transposes through tfjs, no copies of saved tensors); the op-by-op versions below
+ * remain for other backends (tensorflow) and as references in the tests.
+ *
  * Linear weights stay in PyTorch layout `[out, in]`. Element-wise parameters (biases, LayerNorm
  * gamma/beta) may carry a leading batch dimension (one copy per example): the gradient with respect to
  * such a copy is that example's own gradient, which Fisher scores need.
  */
 import { tf } from "../tf.ts";
 import { registerBasicGradients } from "./gradients.ts";
+import {
+  attentionContext,
+  attentionScores,
+  denseFast,
+  geluFast,
+  installKernels,
+  kernelsActive,
+  layerNormFast,
+  scatterRowsFast,
+} from "./kernels.ts";
 
 type GradThunks = Record<string, () => tf.Tensor>;
 
@@ -61,6 +76,7 @@ function batchMatMulGrad(
 export function scatterAddRows(dy: tf.Tensor, indices: tf.Tensor, tableShape: number[]): tf.Tensor {
   const rows = tableShape[0];
   const width = tableShape.slice(1).reduce((p, q) => p * q, 1);
+  if (kernelsActive()) return scatterRowsFast(tf.reshape(dy, [indices.size, width]), indices, tableShape);
   const idx = indices.dataSync();
   const g = dy.dataSync() as Float32Array;
   const out = new Float32Array(rows * width);
@@ -147,6 +163,7 @@ export function installOverrides(): void {
   if (g[INSTALLED]) return;
   g[INSTALLED] = true;
   registerBasicGradients();
+  installKernels();
   tf.registerGradient({ kernelName: "BatchMatMul", inputsToSave: ["a", "b"], gradFunc: batchMatMulGrad });
   tf.registerGradient({ kernelName: "GatherV2", inputsToSave: ["x", "indices"], gradFunc: gatherGrad });
   const split = tf.getKernel("SplitV", "wasm");
@@ -183,6 +200,12 @@ export function dense(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor {
   const [out, inp] = w.shape;
   if (x.shape[x.rank - 1] !== inp) {
     throw new Error(`dense: input [${x.shape}] does not match weight [${w.shape}] ([out, in])`);
+  }
+  if (kernelsActive()) {
+    // One fused kernel (product + bias); a per-example bias is added separately.
+    if (!b || b.rank === 1) return denseFast(x, w, b);
+    const y = denseFast(x, w);
+    return tf.add(y, alignPerExample(b, y, 1));
   }
   const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, inp]); // [rows, in]
   let y: tf.Tensor = tf.matMul(x2, tf.transpose(w)); // [rows, out]
@@ -234,6 +257,12 @@ function normalizeLastAxis(x: tf.Tensor, eps: number): tf.Tensor {
  * [batch, h]. The affine part uses the stock lazy gradients, so frozen gamma/beta cost nothing.
  */
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
+  if (kernelsActive()) {
+    // One fused kernel each way (lib/bert/kernels.ts); alignPerExample only validates the shapes.
+    alignPerExample(gamma, x, 1);
+    alignPerExample(beta, x, 1);
+    return layerNormFast(x, gamma, beta, eps);
+  }
   const xhat = normalizeLastAxis(x, eps);
   return tf.add(tf.mul(xhat, alignPerExample(gamma, x, 1)), alignPerExample(beta, x, 1));
 }
@@ -242,10 +271,15 @@ const INV_SQRT2 = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
 /**
- * Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), with a hand-written gradient
- * Phi(x) + x phi(x) that reuses the forward's Phi instead of differentiating through erf.
+ * Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), with a hand-written gradient Phi(x) + x phi(x). On wasm and
+ * cpu one fused kernel that saves the derivative in the forward pass (lib/bert/kernels.ts); elsewhere a
+ * customGrad (its only input is an activation, which always needs its gradient).
  */
-export const gelu: (x: tf.Tensor) => tf.Tensor = tf.customGrad((x, saveArg) => {
+export function gelu(x: tf.Tensor): tf.Tensor {
+  return kernelsActive() ? geluFast(x) : geluOps(x);
+}
+
+const geluOps: (x: tf.Tensor) => tf.Tensor = tf.customGrad((x, saveArg) => {
   const xt = x as tf.Tensor;
   const save = saveArg as tf.GradSaveFunc;
   const cdf = tf.mul(tf.add(tf.erf(tf.mul(xt, INV_SQRT2)), 1), 0.5); // Phi(x)
@@ -300,6 +334,12 @@ export function attention(
   const { batch, seq, heads } = shape;
   const hidden = q.shape[q.rank - 1];
   const d = hidden / heads;
+  if (kernelsActive()) {
+    // Per-head products inside two fused kernels (views into head-major buffers, no split/concat).
+    const scores = attentionScores(q, k, shape, 1 / Math.sqrt(d)); // [b, h, s, s]
+    const probs = dropProbs(tf.softmax(tf.add(scores, mask)));
+    return tf.reshape(attentionContext(probs, v, shape), [batch * seq, hidden]);
+  }
   const n = batch * heads;
   const toHeads = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [batch, seq, heads, d]), [0, 2, 1, 3]); // [b, h, s, d]
   const qs = tf.split(tf.reshape(toHeads(tf.mul(q, 1 / Math.sqrt(d))), [n * seq, d]), n, 0); // n x [s, d]

@@ -220,10 +220,12 @@ Deno.test("frozen weights get no gradient computed (lazy per-input gradients)", 
       tf.dispose([value, ...Object.values(grads)]);
     });
     const weightShapes = ["16,16", "32,16", "16,32"];
+    // A weight gradient is a product with a weight-shaped output: tfjs's BatchMatMul or the fused
+    // dense kernel's weight-gradient kernel (lib/bert/kernels.ts).
     return info.kernels.filter((k) =>
-      k.name === "BatchMatMul" && weightShapes.includes(String(k.outputShapes[0]))
-    )
-      .length;
+      ["BatchMatMul", "NormtuneDenseGradW"].includes(k.name) &&
+      weightShapes.includes(String(k.outputShapes[0]))
+    ).length;
   };
   const layerNorms = [...model.params].filter(([n]) => isLayerNorm(n)).map(([, v]) => v);
   assert.equal(await weightProducts(layerNorms), 0);

@@ -1,0 +1,147 @@
+/**
+ * The benchmark's report: the JSON written to disk and the text table printed.
+ *
+ * Every case carries its effective GFLOP/s and that rate as a fraction of what the backend's own plain
+ * 2-D product reaches at the step's largest shape (times the worker count), and, when the PyTorch
+ * reference ran, PyTorch's step time measured right after it and the ratio normtune / PyTorch.
+ */
+import type { MatMulRow } from "./matmul.ts";
+import type { KernelRow } from "./profile.ts";
+import type { CaseResult } from "./step.ts";
+import type { TorchResult } from "./torch.ts";
+
+export interface TorchFigures {
+  stepSeconds: number;
+  runtime: string;
+  trainable: number;
+}
+
+export interface ReportCase extends Omit<CaseResult, "profile" | "timing"> {
+  stepSeconds: number;
+  minSeconds: number;
+  /** Median CPU seconds of the process per step (all threads, workers included). */
+  cpuSeconds: number;
+  runs: number[];
+  /** gflops / (plain matMul GFLOP/s at the step's largest shape x workers). */
+  fractionOfPeak: number;
+  torch?: TorchFigures;
+  /** stepSeconds / PyTorch's step seconds (same shape, mode, batch; measured in this run). */
+  torchRatio?: number;
+  /** The per-kernel profile of one step, largest first (when profiled). */
+  kernels?: KernelRow[];
+  /** Set when the case could not run (e.g. out of memory): the reason. */
+  error?: string;
+}
+
+export interface ShapeReport {
+  shape: string;
+  /** The plain product at the step's largest shape: the reference rate. */
+  matmulPeak: MatMulRow;
+  /** Every product form at that shape (plain, transposeA, transposeB, batched, explicit transpose). */
+  matmulForms: MatMulRow[];
+}
+
+export interface BenchReport {
+  normtune: "bench";
+  version: 1;
+  date: string;
+  backend: string;
+  quick: boolean;
+  command: string;
+  host: { cores: number; deno: string; v8: string };
+  torch: { available: boolean; note: string };
+  shapes: ShapeReport[];
+  cases: ReportCase[];
+}
+
+export function toReportCase(r: CaseResult, peak: MatMulRow, torch?: TorchResult): ReportCase {
+  const { profile, timing, ...rest } = r;
+  const out: ReportCase = {
+    ...rest,
+    stepSeconds: timing.median,
+    minSeconds: timing.min,
+    cpuSeconds: timing.cpu,
+    runs: timing.runs,
+    fractionOfPeak: r.gflops / (peak.gflops * r.workers),
+  };
+  if (profile) out.kernels = profile.rows;
+  if (torch) {
+    out.torch = { stepSeconds: torch.step_s, runtime: torch.runtime, trainable: torch.trainable };
+    out.torchRatio = timing.median / torch.step_s;
+  }
+  return out;
+}
+
+function fmt(x: number | undefined, digits = 3): string {
+  if (x === undefined || !Number.isFinite(x)) return "-";
+  if (Math.abs(x) >= 100) return x.toFixed(0);
+  if (Math.abs(x) >= 10) return x.toFixed(1);
+  return x.toFixed(digits);
+}
+
+function mib(bytes: number | undefined): string {
+  return bytes === undefined ? "-" : `${Math.round(bytes / 2 ** 20)}`;
+}
+
+/**
+ * The case's own memory peak: tensor bytes at the profiled step's peak as tfjs counts them (in-process;
+ * tensors that share a buffer count once each, so an upper bound), else the largest worker heap
+ * (data-parallel). The heap column is the main process's wasm heap, whose size is the high-water mark
+ * of every case run before it (a wasm heap never shrinks).
+ */
+function peakOf(c: ReportCase): number | undefined {
+  if (c.memory.tfPeakBytes !== undefined) return c.memory.tfPeakBytes;
+  if (c.memory.workerHeapBytes?.length) return Math.max(...c.memory.workerHeapBytes);
+  return undefined;
+}
+
+/** The results table: one line per case. */
+export function formatCases(cases: ReportCase[]): string {
+  const head = [
+    "shape",
+    "case",
+    "wk",
+    "batch",
+    "step s",
+    "min s",
+    "ex/s",
+    "GFLOP/s",
+    "of peak",
+    "torch s",
+    "ratio",
+    "peak MiB",
+    "heap MiB",
+    "rss MiB",
+  ];
+  const rows = cases.map((c) =>
+    c.error ? [c.shape, c.kind, String(c.workers), `${c.batch}x${c.seq}`, `error: ${c.error}`] : [
+      c.shape,
+      c.kind,
+      String(c.workers),
+      `${c.batch}x${c.seq}`,
+      fmt(c.stepSeconds),
+      fmt(c.minSeconds),
+      fmt(c.examplesPerSecond, 1),
+      fmt(c.gflops, 2),
+      `${Math.round(100 * c.fractionOfPeak)}%`,
+      fmt(c.torch?.stepSeconds),
+      c.torchRatio === undefined ? "-" : `${c.torchRatio.toFixed(2)}x`,
+      mib(peakOf(c)),
+      mib(c.memory.wasmHeapBytes),
+      mib(c.memory.rssBytes),
+    ]
+  );
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells.map((
+      c,
+      i,
+    ) => (i < 2
+      ? c.padEnd(widths[i])
+      : i === cells.length - 1 && cells.length < head.length
+      ? c
+      : c.padStart(widths[i]))
+    )
+      .join("  ");
+  return [line(head), ...rows.map(line)].join("\n");
+}

@@ -1,0 +1,185 @@
+/**
+ * Runs the benchmark: for each model shape, the matMul forms at the step's largest shape (the peak every
+ * figure is compared with), then one training step per mode and worker count, each followed by the
+ * PyTorch reference of the same step, then an evaluation pass and per-example LayerNorm Fisher scores.
+ * `tools/bench.ts` is the command line; tests call `runBench` with `quick: true`.
+ *
+ * ```ts
+ * const report = await runBench({ ...QUICK, out: "reports/bench-quick.json" });
+ * ```
+ */
+import { type BackendName, initBackend } from "../tf.ts";
+import { benchMatMulForms, type MatMulRow } from "./matmul.ts";
+import { type BenchReport, formatCases, type ReportCase, type ShapeReport, toReportCase } from "./report.ts";
+import { type BenchMode, type BenchShape, getShape, largestProduct, type ShapeName } from "./shapes.ts";
+import { benchEval, benchFisherLayerNorm, benchTrainStep, type CaseResult } from "./step.ts";
+import { runTorchStep, torchScript } from "./torch.ts";
+
+export interface BenchOptions {
+  shapes: ShapeName[];
+  modes: BenchMode[];
+  /** Worker counts for the training steps; default [1, 2] for tiny and mini, [1] for base. */
+  workers?: number[];
+  /** Smoke mode: small batch, two steps, no timing claims. */
+  quick?: boolean;
+  /** Rows and length of the batch (default: the shape's). */
+  batch?: number;
+  seq?: number;
+  warmup?: number;
+  repeats?: number;
+  /** Run the PyTorch reference beside each training step (default true, false when quick). */
+  torch?: boolean;
+  torchSteps?: number;
+  /** Profile one step of each in-process case per kernel (default true). */
+  profile?: boolean;
+  /** Also time an evaluation pass and per-example LayerNorm Fisher (default true). */
+  extras?: boolean;
+  backend?: BackendName;
+  /**
+   * Rows per forward/backward pass (gradient accumulation) of the training steps; default 0 (the whole
+   * batch) except bert-base full fine-tuning, 2, whose whole-batch step does not fit the 4 GiB wasm heap.
+   */
+  microBatch?: number;
+  /** How the run was started, recorded in the report. */
+  command?: string;
+  /** Progress lines (default stderr). */
+  log?: (line: string) => void;
+}
+
+/** The settings of `--quick`: tiny shape, batch 4 x 32, warm-up + 1 timed step, 1 and 2 workers. */
+export const QUICK: BenchOptions = {
+  shapes: ["tiny"],
+  modes: ["full", "bitfit", "layernorm"],
+  workers: [1, 2],
+  quick: true,
+  batch: 4,
+  seq: 32,
+  warmup: 1,
+  repeats: 1,
+  torch: false,
+  profile: true,
+  extras: true,
+};
+
+function defaultWorkers(shape: BenchShape): number[] {
+  return shape.name === "base" ? [1] : [1, 2];
+}
+
+/** bert-base full at 8 x 128: ~4.3 GB at once (the heap aborts); micro-batches of 2 peak at ~3.2 GB. */
+function defaultMicroBatch(shape: BenchShape, mode: BenchMode): number {
+  return shape.name === "base" && mode === "full" ? 2 : 0;
+}
+
+function errorCase(
+  shape: BenchShape,
+  kind: ReportCase["kind"],
+  workers: number,
+  batch: number,
+  seq: number,
+  err: unknown,
+) {
+  const message = err instanceof Error ? err.message : String(err);
+  return {
+    kind,
+    shape: shape.name,
+    workers,
+    batch,
+    seq,
+    trainable: 0,
+    examplesPerSecond: 0,
+    flops: 0,
+    gflops: 0,
+    losses: [],
+    memory: { tfBytes: 0, rssBytes: Deno.memoryUsage().rss },
+    stepSeconds: NaN,
+    minSeconds: NaN,
+    cpuSeconds: NaN,
+    runs: [],
+    fractionOfPeak: 0,
+    error: message.split("\n")[0],
+  } satisfies ReportCase;
+}
+
+export async function runBench(o: BenchOptions): Promise<BenchReport> {
+  const log = o.log ?? ((line: string) => console.error(line));
+  const backend = await initBackend(o.backend ?? "wasm");
+  const useTorch = o.torch ?? !o.quick;
+  const script = torchScript();
+  const torchNote = !useTorch
+    ? "PyTorch reference not run (--no-torch or --quick)"
+    : script
+    ? `PyTorch reference: ${script}`
+    : "no PyTorch reference found (set NORMTUNE_TORCH_STEP or place ../shared/bench/torch_step.py): no ratios";
+  log(`bench: backend ${backend}; ${torchNote}`);
+  const report: BenchReport = {
+    normtune: "bench",
+    version: 1,
+    date: new Date().toISOString(),
+    backend,
+    quick: o.quick ?? false,
+    command: o.command ?? "",
+    host: { cores: navigator.hardwareConcurrency, deno: Deno.version.deno, v8: Deno.version.v8 },
+    torch: { available: useTorch && script !== undefined, note: torchNote },
+    shapes: [],
+    cases: [],
+  };
+  const timed = { warmup: o.warmup, repeats: o.repeats };
+
+  for (const name of o.shapes) {
+    const shape = getShape(name);
+    const batch = o.batch ?? shape.batch, seq = o.seq ?? shape.seq;
+    const forms = benchMatMulForms(largestProduct(shape, batch, seq), {
+      repeats: o.quick ? 1 : 5,
+      batched: [batch * shape.heads, seq, shape.hidden / shape.heads],
+    });
+    const peak: MatMulRow = forms.find((f) => f.form === "plain")!;
+    const shapeReport: ShapeReport = { shape: name, matmulPeak: peak, matmulForms: forms };
+    report.shapes.push(shapeReport);
+    log(`bench ${name}: plain matMul ${peak.shape} at ${peak.gflops.toFixed(1)} GFLOP/s`);
+
+    const add = (c: ReportCase) => {
+      report.cases.push(c);
+      log(formatCases([c]).split("\n")[1]);
+    };
+    for (const mode of o.modes) {
+      const results: CaseResult[] = [];
+      for (const workers of o.workers ?? defaultWorkers(shape)) {
+        try {
+          results.push(
+            await benchTrainStep({
+              shape,
+              mode,
+              workers,
+              batch,
+              seq,
+              ...timed,
+              profile: (o.profile ?? true) && workers === 1,
+              backend: o.backend ?? "wasm",
+              microBatch: o.microBatch ?? defaultMicroBatch(shape, mode),
+            }),
+          );
+        } catch (err) {
+          add(errorCase(shape, mode, workers, batch, seq, err));
+        }
+      }
+      // The reference right after, so both see the same load on the machine.
+      let torch;
+      if (useTorch && script && !o.batch && !o.seq) {
+        const t = await runTorchStep({ shape: name, mode, steps: o.torchSteps });
+        if (t.available) torch = t.result;
+        else log(`bench ${name} ${mode}: ${t.reason}`);
+      }
+      for (const r of results) add(toReportCase(r, peak, torch));
+    }
+    if (o.extras ?? true) {
+      for (const [kind, fn] of [["eval", benchEval], ["fisher-layernorm", benchFisherLayerNorm]] as const) {
+        try {
+          add(toReportCase(await fn({ shape, batch, seq, ...timed, profile: o.profile ?? true }), peak));
+        } catch (err) {
+          add(errorCase(shape, kind, 1, batch, seq, err));
+        }
+      }
+    }
+  }
+  return report;
+}

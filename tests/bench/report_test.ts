@@ -1,0 +1,56 @@
+import assert from "node:assert/strict";
+import type { MatMulRow } from "../../lib/bench/matmul.ts";
+import { formatCases, toReportCase } from "../../lib/bench/report.ts";
+import type { CaseResult } from "../../lib/bench/step.ts";
+
+const peak: MatMulRow = {
+  form: "plain",
+  shape: "[4096,128] x [128,512]",
+  flops: 1,
+  seconds: 1,
+  gflops: 20,
+  timing: { median: 1, min: 1, max: 1, runs: [1], cpu: 1 },
+};
+
+function result(workers: number): CaseResult {
+  return {
+    kind: "layernorm",
+    shape: "tiny",
+    workers,
+    batch: 32,
+    seq: 128,
+    trainable: 1538,
+    timing: { median: 0.5, min: 0.4, max: 0.6, runs: [0.4, 0.5, 0.6], cpu: 0.45 },
+    examplesPerSecond: 64,
+    flops: 5e9,
+    gflops: 10,
+    losses: [0.7, 0.69],
+    memory: { tfBytes: 1, rssBytes: 2 ** 30, wasmHeapBytes: 2 ** 29 },
+  };
+}
+
+Deno.test("report case: fraction of the matMul peak (per worker) and the PyTorch ratio", () => {
+  const one = toReportCase(result(1), peak, {
+    runtime: "torch 2",
+    shape: "tiny",
+    mode: "layernorm",
+    batch: 32,
+    seq: 128,
+    trainable: 1538,
+    step_s: 0.25,
+    examples_per_s: 128,
+  });
+  assert.equal(one.fractionOfPeak, 0.5);
+  assert.equal(one.torchRatio, 2);
+  assert.equal(one.stepSeconds, 0.5);
+  assert.equal(one.minSeconds, 0.4);
+  const two = toReportCase(result(2), peak);
+  assert.equal(two.fractionOfPeak, 0.25); // two workers: twice the peak available
+  assert.equal(two.torchRatio, undefined);
+  const table = formatCases([one, two]);
+  assert.match(
+    table.split("\n")[1],
+    /tiny\s+layernorm\s+1\s+32x128\s+0\.500\s+0\.400\s+64\.0\s+10\.0\s+50%\s+0\.250\s+2\.00x\s+-\s+512\s+1024/,
+  );
+  assert.match(table.split("\n")[2], /25%\s+-\s+-/);
+});

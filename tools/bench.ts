@@ -1,0 +1,132 @@
+/**
+ * `deno task bench`: speed and memory of BERT training steps on this machine, beside PyTorch's.
+ *
+ * For BERT-tiny, -mini and -base shapes (vocab 30522) it times one training step per tuning mode
+ * (full, bitfit, layernorm; AdamW included) in-process and on two data-parallel workers, an evaluation
+ * pass and per-example LayerNorm Fisher scores; prints examples/s, step time (median after warm-up),
+ * effective GFLOP/s, the fraction of the backend's own matMul rate, memory, and the ratio to the PyTorch
+ * reference step run right after each case; and writes everything as JSON (atomically).
+ *
+ *   deno task bench                                  # everything (about 10 minutes)
+ *   deno task bench --shapes tiny --modes layernorm  # one case
+ *   deno task bench --quick --out /tmp/q.json        # the smoke test CI runs (tests/bench/bench_test.ts)
+ *
+ * Flags: --shapes tiny,mini,base  --modes full,bitfit,layernorm  --workers 1,2  --repeats N  --warmup N
+ *        --batch N --seq N  --no-torch  --torch-steps N  --no-profile  --no-extras  --backend wasm|cpu
+ *        --micro-batch N (rows per pass, gradients accumulated; default 2 for bert-base full, else all)
+ *        --out FILE (default reports/bench.json)  --quick
+ */
+import { parseFlags, UsageError } from "../lib/cli/flags.ts";
+import { formatMatMul } from "../lib/bench/matmul.ts";
+import { formatCases } from "../lib/bench/report.ts";
+import { type BenchOptions, QUICK, runBench } from "../lib/bench/run.ts";
+import { BENCH_MODES, type BenchMode, getShape, SHAPE_NAMES, type ShapeName } from "../lib/bench/shapes.ts";
+import { formatKernelTable } from "../lib/bench/profile.ts";
+import { type BackendName, BACKENDS } from "../lib/tf.ts";
+import { writeJsonAtomic } from "../lib/util/atomic.ts";
+
+function list(value: string | undefined, all: readonly string[], what: string): string[] | undefined {
+  if (value === undefined) return undefined;
+  const items = value.split(",").map((s) => s.trim()).filter(Boolean);
+  for (const item of items) {
+    if (!all.includes(item)) throw new UsageError(`--${what}: "${item}" is not one of ${all.join(", ")}`);
+  }
+  return items;
+}
+
+export async function main(args: string[]): Promise<number> {
+  const f = parseFlags(args, {
+    quick: "boolean",
+    out: "string",
+    shapes: "string",
+    modes: "string",
+    workers: "string",
+    repeats: "number",
+    warmup: "number",
+    batch: "number",
+    seq: "number",
+    "no-torch": "boolean",
+    "torch-steps": "number",
+    "no-profile": "boolean",
+    "no-extras": "boolean",
+    backend: "string",
+    "micro-batch": "number",
+    help: "boolean",
+  });
+  if (f.bool("help")) {
+    console.log(
+      "usage: deno task bench [--quick] [--shapes tiny,mini,base] [--modes full,bitfit,layernorm] " +
+        "[--workers 1,2] [--repeats N] [--warmup N] [--batch N --seq N] [--no-torch] [--torch-steps N] " +
+        "[--no-profile] [--no-extras] [--backend wasm|cpu] [--micro-batch N] [--out FILE]",
+    );
+    return 0;
+  }
+  const base: BenchOptions = f.bool("quick")
+    ? { ...QUICK }
+    : { shapes: [...SHAPE_NAMES], modes: [...BENCH_MODES] };
+  const opts: BenchOptions = {
+    ...base,
+    shapes: (list(f.optionalString("shapes"), SHAPE_NAMES, "shapes") as ShapeName[]) ?? base.shapes,
+    modes: (list(f.optionalString("modes"), BENCH_MODES, "modes") as BenchMode[]) ?? base.modes,
+    command: ["deno task bench", ...args].join(" "),
+  };
+  const workers = f.optionalString("workers");
+  if (workers !== undefined) {
+    opts.workers = workers.split(",").map((w) => {
+      const n = Number(w);
+      if (!Number.isInteger(n) || n < 1) throw new UsageError(`--workers: "${w}" is not a positive integer`);
+      return n;
+    });
+  }
+  for (const key of ["repeats", "warmup", "batch", "seq"] as const) {
+    const v = f.optionalNumber(key);
+    if (v !== undefined) {
+      if (!Number.isInteger(v) || v < (key === "warmup" ? 0 : 1)) {
+        throw new UsageError(`--${key} must be a positive integer`);
+      }
+      opts[key] = v;
+    }
+  }
+  if (f.has("micro-batch")) {
+    const mb = f.number("micro-batch");
+    if (!Number.isInteger(mb) || mb < 0) throw new UsageError("--micro-batch must be an integer >= 0");
+    opts.microBatch = mb;
+  }
+  if (f.bool("no-torch")) opts.torch = false;
+  if (f.has("torch-steps")) opts.torchSteps = f.number("torch-steps");
+  if (f.bool("no-profile")) opts.profile = false;
+  if (f.bool("no-extras")) opts.extras = false;
+  const backend = f.optionalString("backend");
+  if (backend !== undefined) {
+    if (!(BACKENDS as readonly string[]).includes(backend)) {
+      throw new UsageError(`--backend: unknown "${backend}"`);
+    }
+    opts.backend = backend as BackendName;
+  }
+  for (const s of opts.shapes) getShape(s);
+  const out = f.string("out", "reports/bench.json");
+
+  const report = await runBench(opts);
+  for (const s of report.shapes) {
+    console.log(`\n${s.shape}: matMul forms on ${report.backend}\n${formatMatMul(s.matmulForms)}`);
+  }
+  console.log(`\n${formatCases(report.cases)}`);
+  for (const c of report.cases) {
+    if (c.kernels && c.kind !== "eval") {
+      console.log(`\nprofile ${c.shape} ${c.kind} (cpu ms per kernel)\n${formatKernelTable(c.kernels, 10)}`);
+    }
+  }
+  console.log(`\n${report.torch.note}`);
+  await writeJsonAtomic(out, report);
+  console.log(`wrote ${out}`);
+  return report.cases.some((c) => c.error) ? 1 : 0;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (err) {
+    console.error(`bench: ${err instanceof Error ? err.message : err}`);
+    Deno.exit(err instanceof UsageError ? 2 : 1);
+  }
+}
