@@ -31,6 +31,7 @@ import { join, resolve } from "node:path";
 import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "../bert/checkpoint.ts";
 import { type Batch, BertClassifier } from "../bert/model.ts";
 import { CLASSIFIER, parameterShapes } from "../bert/names.ts";
+import { computeGrads } from "../parallel/grads.ts";
 import type { TensorMap } from "../bert/safetensors.ts";
 import { WordPieceTokenizer } from "../bert/tokenizer.ts";
 import { getTask, type GlueTask, loadSplit } from "../glue/mod.ts";
@@ -99,6 +100,12 @@ export interface FinetuneOptions {
   clip?: number;
   /** Evaluation batch size; default 64. */
   evalBatchSize?: number;
+  /**
+   * Rows per gradient pass, with gradients accumulated over the batch: activation memory follows this
+   * instead of the batch size (bert-base full fine-tuning on wasm needs 2). Off by default. It changes the
+   * dropout draws, so it is part of the run's identity.
+   */
+  microBatch?: number;
   /** Save the state every this many updates (and at each epoch end); default 50. */
   saveEvery?: number;
   /** Also write the full fine-tuned model to OUT/model/. */
@@ -131,6 +138,8 @@ export interface RunIdentity {
   clip: number;
   evalBatchSize: number;
   backend: string;
+  /** Present only when set, so runs saved before it existed still resume. */
+  microBatch?: number;
 }
 
 export interface RunConfig {
@@ -190,15 +199,17 @@ export class StepRunner {
   readonly optimizer: AdamW;
   #model: BertClassifier;
   #clip: number;
+  #microBatch: number;
   #nameOf = new Map<string, string>();
 
   constructor(
     model: BertClassifier,
     selection: Selection,
-    opts: { weightDecay?: number; clip?: number } = {},
+    opts: { weightDecay?: number; clip?: number; microBatch?: number } = {},
   ) {
     this.#model = model;
     this.#clip = opts.clip ?? 1;
+    this.#microBatch = opts.microBatch ?? 0;
     this.optimizer = new AdamW(model.params, selection, { weightDecay: opts.weightDecay });
     for (const [name, v] of model.params) this.#nameOf.set(v.name, name);
   }
@@ -214,14 +225,7 @@ export class StepRunner {
     lr: number,
     dropoutSeed: number,
   ): { loss: number; gradNorm: number; gradNames: string[] } {
-    const model = this.#model;
-    // Only the trained variables are passed: tfjs then runs no gradient thunk for frozen parameters.
-    const { value, grads } = tf.variableGrads(
-      () => model.loss(model.logits(batch, { training: true, seed: dropoutSeed }), labels),
-      this.optimizer.variables(),
-    );
-    const named = new Map<string, tf.Tensor>();
-    for (const [varName, g] of Object.entries(grads)) named.set(this.#nameOf.get(varName) ?? varName, g);
+    const { value, named } = this.#gradients(batch, labels, dropoutSeed);
     const owned = new Set<tf.Tensor>([value, ...named.values()]);
     try {
       const loss = value.dataSync()[0];
@@ -236,6 +240,31 @@ export class StepRunner {
     } finally {
       tf.dispose([...owned]);
     }
+  }
+
+  /** The batch's mean loss and the trained parameters' gradients, by name. */
+  #gradients(
+    batch: Batch,
+    labels: Int32Array | Float32Array,
+    seed: number,
+  ): { value: tf.Tensor; named: Map<string, tf.Tensor> } {
+    const model = this.#model;
+    const variables = this.optimizer.variables();
+    const named = new Map<string, tf.Tensor>();
+    if (this.#microBatch > 0 && this.#microBatch < batch.batchSize) {
+      // Gradient accumulation over micro-batches (lib/parallel/grads.ts), then back into tensors.
+      const names = variables.map((v) => this.#nameOf.get(v.name) ?? v.name);
+      const r = computeGrads(model, batch, labels, names, seed, true, this.#microBatch);
+      names.forEach((name, i) => named.set(name, tf.tensor(r.grads.get(name)!, variables[i].shape)));
+      return { value: tf.scalar(r.loss), named };
+    }
+    // Only the trained variables are passed: tfjs then runs no gradient thunk for frozen parameters.
+    const { value, grads } = tf.variableGrads(
+      () => model.loss(model.logits(batch, { training: true, seed }), labels),
+      variables,
+    );
+    for (const [varName, g] of Object.entries(grads)) named.set(this.#nameOf.get(varName) ?? varName, g);
+    return { value, named };
   }
 
   dispose(): void {
@@ -300,6 +329,7 @@ async function identityOf(o: FinetuneOptions, backend: string): Promise<RunIdent
     clip,
     evalBatchSize: positiveInt("eval batch size", o.evalBatchSize ?? 64),
     backend,
+    ...(o.microBatch ? { microBatch: positiveInt("micro batch", o.microBatch) } : {}),
   };
 }
 
@@ -454,6 +484,7 @@ export async function finetune(options: FinetuneOptions): Promise<RunResult> {
   const runner = new StepRunner(model, run.selection, {
     weightDecay: identity.weightDecay,
     clip: identity.clip,
+    microBatch: identity.microBatch,
   });
   try {
     let state: SavedState = {
