@@ -16,6 +16,6 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
-deno install --frozen >/dev/null
+deno install --frozen >/dev/null 2>&1 || deno install --frozen
 # The Jupyter kernel spec stores deno's absolute path: write it each time in case deno moved.
-deno jupyter --install >/dev/null 2>&1 || deno jupyter --install
+deno jupyter --install --force >/dev/null
