@@ -31,6 +31,7 @@ import { join, resolve } from "node:path";
 import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "../bert/checkpoint.ts";
 import { type Batch, BertClassifier } from "../bert/model.ts";
 import { CLASSIFIER, parameterShapes } from "../bert/names.ts";
+import { createGradientEngine, type GradientEngine } from "../parallel/engine.ts";
 import { computeGrads } from "../parallel/grads.ts";
 import type { TensorMap } from "../bert/safetensors.ts";
 import { WordPieceTokenizer } from "../bert/tokenizer.ts";
@@ -106,6 +107,11 @@ export interface FinetuneOptions {
    * dropout draws, so it is part of the run's identity.
    */
   microBatch?: number;
+  /**
+   * Data-parallel Workers computing the gradients (lib/parallel/engine.ts), each on its own core; default
+   * 1 (in-process). Dropout draws depend on the split, so it is part of the run's identity.
+   */
+  workers?: number;
   /** Save the state every this many updates (and at each epoch end); default 50. */
   saveEvery?: number;
   /** Also write the full fine-tuned model to OUT/model/. */
@@ -140,6 +146,8 @@ export interface RunIdentity {
   backend: string;
   /** Present only when set, so runs saved before it existed still resume. */
   microBatch?: number;
+  /** Present only when above 1, likewise. */
+  workers?: number;
 }
 
 export interface RunConfig {
@@ -226,6 +234,45 @@ export class StepRunner {
     dropoutSeed: number,
   ): { loss: number; gradNorm: number; gradNames: string[] } {
     const { value, named } = this.#gradients(batch, labels, dropoutSeed);
+    return this.#update(value, named, lr);
+  }
+
+  /**
+   * The same update with the gradients computed by a data-parallel engine (lib/parallel/engine.ts,
+   * replicas in Workers that each take part of the batch); the replicas then get the new values.
+   */
+  async stepOn(
+    engine: GradientEngine,
+    batch: Batch,
+    labels: Int32Array | Float32Array,
+    lr: number,
+    dropoutSeed: number,
+  ): Promise<{ loss: number; gradNorm: number; gradNames: string[] }> {
+    const variables = this.optimizer.variables();
+    const names = variables.map((v) => this.#nameOf.get(v.name) ?? v.name);
+    const r = await engine.grads(batch, labels, names, dropoutSeed);
+    const named = new Map<string, tf.Tensor>();
+    names.forEach((name, i) => named.set(name, tf.tensor(r.grads.get(name)!, variables[i].shape)));
+    const out = this.#update(tf.scalar(r.loss), named, lr);
+    await engine.setParams(this.trainedValues());
+    return out;
+  }
+
+  /** The trained parameters' current values, by name (what replicas need after an update or a resume). */
+  trainedValues(): Map<string, Float32Array> {
+    return new Map(
+      this.optimizer.variables().map((
+        v,
+      ) => [this.#nameOf.get(v.name) ?? v.name, v.dataSync() as Float32Array]),
+    );
+  }
+
+  /** Masks, clips and applies gradients; a non-finite loss or norm throws before anything changes. */
+  #update(
+    value: tf.Tensor,
+    named: Map<string, tf.Tensor>,
+    lr: number,
+  ): { loss: number; gradNorm: number; gradNames: string[] } {
     const owned = new Set<tf.Tensor>([value, ...named.values()]);
     try {
       const loss = value.dataSync()[0];
@@ -330,6 +377,7 @@ async function identityOf(o: FinetuneOptions, backend: string): Promise<RunIdent
     evalBatchSize: positiveInt("eval batch size", o.evalBatchSize ?? 64),
     backend,
     ...(o.microBatch ? { microBatch: positiveInt("micro batch", o.microBatch) } : {}),
+    ...((o.workers ?? 1) > 1 ? { workers: positiveInt("workers", o.workers!) } : {}),
   };
 }
 
@@ -486,6 +534,7 @@ export async function finetune(options: FinetuneOptions): Promise<RunResult> {
     clip: identity.clip,
     microBatch: identity.microBatch,
   });
+  let engine: GradientEngine | undefined;
   try {
     let state: SavedState = {
       identity,
@@ -506,6 +555,17 @@ export async function finetune(options: FinetuneOptions): Promise<RunResult> {
       state = { ...saved.state, resumedAt: [...saved.state.resumedAt, saved.state.step] };
       note(o, `${paths.out}: resuming at step ${state.step} of ${run.totalSteps}`);
     }
+    if (identity.workers) {
+      engine = await createGradientEngine({
+        config: run.ck.config,
+        numLabels: run.numLabels,
+        tensors: run.ck.tensors,
+        workers: identity.workers,
+        backend: o.backend,
+        microBatch: identity.microBatch,
+      });
+      await engine.setParams(runner.trainedValues()); // a resumed run's values
+    }
     const resumedFrom = state.step;
     note(
       o,
@@ -514,7 +574,18 @@ export async function finetune(options: FinetuneOptions): Promise<RunResult> {
       }; ${run.train.rows.length} train, ` +
         `${run.dev.rows.length} ${run.task.mainSplit}; ${run.totalSteps} steps; backend ${backend}`,
     );
-    await trainEpochs({ o, identity, run, paths, model, runner, state, saveEvery, hasState: !!saved });
+    await trainEpochs({
+      o,
+      identity,
+      run,
+      paths,
+      model,
+      runner,
+      engine,
+      state,
+      saveEvery,
+      hasState: !!saved,
+    });
     return {
       ...await writeOutputs(identity, run, paths, model, state, o),
       config,
@@ -522,6 +593,7 @@ export async function finetune(options: FinetuneOptions): Promise<RunResult> {
       alreadyDone: false,
     };
   } finally {
+    await engine?.dispose();
     runner.dispose();
     model.dispose();
   }
@@ -534,6 +606,8 @@ interface Loop {
   paths: RunPaths;
   model: BertClassifier;
   runner: StepRunner;
+  /** Computes the gradients when training runs on several Workers. */
+  engine?: GradientEngine;
   /** Updated in place as training goes. */
   state: SavedState;
   saveEvery: number;
@@ -543,7 +617,7 @@ interface Loop {
 
 /** Trains from `state` to the last epoch, evaluating and saving at each epoch end. */
 async function trainEpochs(l: Loop): Promise<void> {
-  const { o, identity, run, paths, model, runner, state } = l;
+  const { o, identity, run, paths, model, runner, engine, state } = l;
   const schedule = linearSchedule({
     lr: identity.lr,
     totalSteps: run.totalSteps,
@@ -574,12 +648,13 @@ async function trainEpochs(l: Loop): Promise<void> {
       const indices = batches[b];
       let r;
       try {
-        r = runner.step(
+        const args = [
           makeBatch(run.train, indices),
           batchLabels(run.train, indices, run.numLabels),
           schedule(state.step),
           deriveSeed(DROPOUT_SALT, identity.seed, state.step),
-        );
+        ] as const;
+        r = engine ? await runner.stepOn(engine, ...args) : runner.step(...args);
       } catch (err) {
         if (!(err instanceof NonFiniteError)) throw err;
         bar?.done("stopped");

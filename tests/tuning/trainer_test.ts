@@ -306,3 +306,36 @@ Deno.test("micro-batches accumulate to the whole batch's update (no dropout), wi
     assert.ok(diff < 1e-5, `${name}: micro-batched update differs by ${diff}`);
   }
 });
+
+Deno.test("finetune --workers 2: two Workers train; the same run repeats bitwise; no leaks", async () => {
+  const w = await tinyWorld();
+  const tensorsBefore = tf.memory().numTensors;
+  try {
+    const opts = (out: string) => ({
+      model: w.model,
+      task: "RTE",
+      mode: "bitfit",
+      out: join(w.dir, out),
+      epochs: 1,
+      batchSize: 8,
+      maxLen: 24,
+      lr: 3e-3,
+      glueDir: w.glue,
+      workers: 2,
+      quiet: true,
+    });
+    const a = await finetune(opts("a"));
+    const b = await finetune(opts("b"));
+    assert.equal(tf.memory().numTensors, tensorsBefore, "finetune leaked tensors");
+    assert.equal(a.config.identity.workers, 2);
+    const [da, db] = [await readDelta(a.deltaPath), await readDelta(b.deltaPath)];
+    let moved = false;
+    for (const [name, t] of da.tensors) {
+      assert.ok(bitwiseEqual(t.data, db.tensors.get(name)!.data), `${name} differs between two runs`);
+      if (name.endsWith(".bias") && !bitwiseEqual(t.data, ck.tensors.get(name)?.data ?? t.data)) moved = true;
+    }
+    assert.ok(moved, "training with two workers changed no bias");
+  } finally {
+    await w.cleanup();
+  }
+});
