@@ -20,10 +20,15 @@ export async function run(args: string[]): Promise<void> {
   const f = parseFlags(args, { profile: "string", results: "string", out: "string" });
   if (f.positionals.length) throw new UsageError(`unexpected argument "${f.positionals[0]}"`);
   const profile = f.optionalString("profile");
+  const out = f.optionalString("out");
   const data = await loadResults({ profile: profileName(profile), dir: f.optionalString("results") });
   // Paths inside the text are relative to the project, so the committed file reads the same anywhere.
-  const text = renderResultsMarkdown({ ...data, dir: relative(ROOT, data.dir) || "." });
-  const out = f.optionalString("out");
+  const body = renderResultsMarkdown({ ...data, dir: relative(ROOT, data.dir) || "." });
+  const text =
+    `# Results\n\nWritten by \`deno task normtune results --profile ${data.profile}${
+      out ? ` --out ${out}` : ""
+    }\` from the cell records alone; \`deno task reproduce\` recomputes them (finished cells are skipped) ` +
+    `and renders the notebooks behind each finding (\`reports/index.html\`).\n\n${body}`;
   if (out) {
     await writeFileAtomic(out, text);
     console.error(`wrote ${out}`);
