@@ -2,6 +2,9 @@
  * Where data and models live. Flags win over environment variables, which win over the defaults under
  * `data/` (what `normtune download` and `normtune glue download` fill for users with internet).
  *
+ * Without them, a `shared/` folder beside the project (`../shared/glue`, `../shared/models`) is used when
+ * `data/` lacks the folder.
+ *
  * - `GLUE_DIR`: the folder holding one folder per GLUE task (`CoLA/`, `SST-2/`, ...).
  * - `NORMTUNE_MODELS_DIR`: a folder holding model folders; `--model NAME` looks there first.
  * - `NORMTUNE_CACHE`: where hub downloads go (default `data/models`).
@@ -12,11 +15,21 @@ import { isAbsolute, join, resolve } from "node:path";
 export const ROOT = resolve(new URL("../..", import.meta.url).pathname);
 
 export function glueDir(flag?: string): string {
-  return resolve(flag ?? Deno.env.get("GLUE_DIR") ?? join(ROOT, "data", "glue"));
+  return resolve(flag ?? Deno.env.get("GLUE_DIR") ?? defaultDir("glue"));
 }
 
 export function modelsDir(): string {
-  return resolve(Deno.env.get("NORMTUNE_MODELS_DIR") ?? join(ROOT, "data", "models"));
+  return resolve(Deno.env.get("NORMTUNE_MODELS_DIR") ?? defaultDir("models"));
+}
+
+/**
+ * `data/<name>`, unless it is absent and a read-only `shared/<name>` sits beside the project (how the
+ * project's development and CI machines, which have no internet, hold GLUE and the small models).
+ */
+function defaultDir(name: string): string {
+  const own = join(ROOT, "data", name);
+  const shared = join(ROOT, "..", "shared", name);
+  return !isDir(own) && isDir(shared) ? shared : own;
 }
 
 export function cacheDir(): string {
