@@ -30,7 +30,7 @@ import { type Batch, BertClassifier } from "../bert/model.ts";
 import { parameterShapes, sizeOf } from "../bert/names.ts";
 import type { TensorMap } from "../bert/safetensors.ts";
 import { backendFromEnv, type BackendName, initBackend } from "../tf.ts";
-import { assignParams, computeGrads, type GradResult } from "./grads.ts";
+import { assignParams, computeGrads, type GradResult, sliceRows } from "./grads.ts";
 import { buffers, type FromWorker, type ToWorker, type WireBatch, type WireTensor } from "./protocol.ts";
 
 export interface EngineOptions {
@@ -77,15 +77,18 @@ export function shardSizes(rows: number, workers: number): number[] {
   return Array.from({ length: n }, (_, i) => base + (i < extra ? 1 : 0));
 }
 
-/** Rows [start, start + count) of a batch, as a message. */
+/**
+ * Rows [start, start + count) of a batch, as a message. Copies, not views: posting a view would clone
+ * the whole batch's buffer.
+ */
 function shard(batch: Batch, labels: Int32Array | Float32Array, start: number, count: number): WireBatch {
-  const s = batch.seqLen;
+  const rows = sliceRows(batch, start, count);
   return {
-    inputIds: batch.inputIds.slice(start * s, (start + count) * s),
-    tokenTypeIds: batch.tokenTypeIds.slice(start * s, (start + count) * s),
-    attentionMask: batch.attentionMask.slice(start * s, (start + count) * s),
+    inputIds: rows.inputIds.slice(),
+    tokenTypeIds: rows.tokenTypeIds.slice(),
+    attentionMask: rows.attentionMask.slice(),
     batchSize: count,
-    seqLen: s,
+    seqLen: rows.seqLen,
     labels: labels.slice(start, start + count),
   };
 }
