@@ -243,8 +243,8 @@ export async function benchTrainStep(
   }
 }
 
-/** An evaluation forward pass (logits read back), in-process. */
-export async function benchEval(o: CaseOptions): Promise<CaseResult> {
+/** The model (the case's weights, or random ones) and a random batch of an in-process case. */
+function inProcessCase(o: CaseOptions) {
   const config = shapeConfig(o.shape);
   const batchSize = o.batch ?? o.shape.batch, seq = o.seq ?? o.shape.seq;
   const model = new BertClassifier(
@@ -252,7 +252,12 @@ export async function benchEval(o: CaseOptions): Promise<CaseResult> {
     NUM_LABELS,
     o.tensors ?? randomTensors(config, NUM_LABELS, o.seed ?? 0),
   );
-  const { batch, labels } = randomBatch(batchSize, seq, o.seed ?? 0);
+  return { model, batchSize, seq, ...randomBatch(batchSize, seq, o.seed ?? 0) };
+}
+
+/** An evaluation forward pass (logits read back), in-process. */
+export async function benchEval(o: CaseOptions): Promise<CaseResult> {
+  const { model, batch, labels, batchSize, seq } = inProcessCase(o);
   const losses: number[] = [];
   const step = () =>
     tf.tidy(() => {
@@ -274,14 +279,7 @@ export async function benchEval(o: CaseOptions): Promise<CaseResult> {
  * pass with each LayerNorm weight/bias tiled to [batch, h] through the model's overrides.
  */
 export async function benchFisherLayerNorm(o: CaseOptions): Promise<CaseResult> {
-  const config = shapeConfig(o.shape);
-  const batchSize = o.batch ?? o.shape.batch, seq = o.seq ?? o.shape.seq;
-  const model = new BertClassifier(
-    config,
-    NUM_LABELS,
-    o.tensors ?? randomTensors(config, NUM_LABELS, o.seed ?? 0),
-  );
-  const { batch, labels } = randomBatch(batchSize, seq, o.seed ?? 0);
+  const { model, batch, labels, batchSize, seq } = inProcessCase(o);
   const names = [...model.params.keys()].filter(isLayerNorm);
   const losses: number[] = [];
   const step = () =>
