@@ -80,6 +80,7 @@ export function manifestPath(store: ResultStore, grid: string): string {
   return join(store.results, "grids", `${grid}.json`);
 }
 
+/** Written on every run, so it holds no timestamp: a rerun of finished grids leaves the tree unchanged. */
 export async function writeManifest(study: Study, grid: Grid): Promise<void> {
   const manifest: GridManifest = {
     grid: grid.name,
@@ -87,7 +88,6 @@ export async function writeManifest(study: Study, grid: Grid): Promise<void> {
     profile: study.profile.name,
     cells: grid.cells.map((c, index) => ({ index, id: c.id, kind: c.kind, label: c.label })),
     closure: closure(grid.cells).map((c) => c.id),
-    writtenAt: new Date().toISOString(),
   };
   await writeJsonAtomic(manifestPath(study.store, grid.name), manifest);
 }

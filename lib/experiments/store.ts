@@ -53,7 +53,6 @@ export interface GridManifest {
   cells: { index: number; id: string; kind: string; label: string }[];
   /** Ids of the cells and everything they depend on. */
   closure: string[];
-  writtenAt: string;
 }
 
 /** `--results`, else `NORMTUNE_RESULTS`, else `results/<profile>` in the project. */
