@@ -140,6 +140,8 @@ export interface RankedBarOptions extends FigureOptions {
   /** Horizontal bars read better with long labels (parameter names). */
   horizontal?: boolean;
   color?: string;
+  /** Log-scale value axis, ticks written 1e-4 (Plotly's default SI labels read "100μ"). */
+  log?: boolean;
 }
 
 /** Bars sorted by value, with optional error bars. Ties keep their input order. */
@@ -164,6 +166,11 @@ export function rankedBar(items: readonly BarItem[], opts: RankedBarOptions = {}
   } else {
     layout.xaxis = { ...(layout.xaxis as Layout), type: "category" };
   }
+  if (opts.log) {
+    if (values.some((v) => v <= 0)) throw new Error("rankedBar: log needs every value > 0");
+    const axis = opts.horizontal ? "xaxis" : "yaxis";
+    layout[axis] = { ...(layout[axis] as Layout), type: "log", exponentformat: "e" };
+  }
   return { data: [trace], layout };
 }
 
@@ -182,6 +189,11 @@ export interface LineBandsOptions extends FigureOptions {
   bandAlpha?: number;
   /** Draw x as percentages (0.25 -> 25%). */
   xPercent?: boolean;
+  /**
+   * Log-scale x with a tick at each x value the series use: Plotly's own log ticks crowd near the low
+   * end and, as rounded percentages, repeat labels ("1%1%1%").
+   */
+  xLog?: boolean;
 }
 
 /**
@@ -228,6 +240,12 @@ export function lineBands(series: readonly LineSeries[], opts: LineBandsOptions 
   });
   const layout = baseLayout(opts);
   if (opts.xPercent) layout.xaxis = { ...(layout.xaxis as Layout), tickformat: ".0%" };
+  if (opts.xLog) {
+    const ticks = [...new Set(series.flatMap((s) => s.x))].sort((a, b) => a - b);
+    if (ticks.some((x) => x <= 0)) throw new Error("lineBands: xLog needs every x > 0");
+    const text = ticks.map((x) => opts.xPercent ? `${Number((x * 100).toPrecision(3))}%` : String(x));
+    layout.xaxis = { ...(layout.xaxis as Layout), type: "log", tickvals: ticks, ticktext: text };
+  }
   return { data, layout };
 }
 

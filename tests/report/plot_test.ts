@@ -71,6 +71,32 @@ Deno.test("lineBands draws a closed band per series before its line, in the line
   );
 });
 
+Deno.test("rankedBar with log puts the value axis on a log scale and refuses values <= 0", () => {
+  const fig = rankedBar([{ label: "a", value: 1e-4 }, { label: "b", value: 1e-2 }], {
+    horizontal: true,
+    log: true,
+  });
+  const x = fig.layout.xaxis as Record<string, unknown>;
+  assert.equal(x.type, "log");
+  assert.equal(x.exponentformat, "e");
+  assert.equal((fig.layout.yaxis as Record<string, unknown>).type, "category");
+  const vertical = rankedBar([{ label: "a", value: 1 }], { log: true });
+  assert.equal((vertical.layout.yaxis as Record<string, unknown>).type, "log");
+  assert.throws(() => rankedBar([{ label: "a", value: 0 }], { log: true }), /every value > 0/);
+});
+
+Deno.test("lineBands with xLog ticks each x value once, labelled as percentages", () => {
+  const fig = lineBands([
+    { name: "top", x: [0.01, 0.1, 1], y: [1, 2, 3] },
+    { name: "random", x: [0.05, 0.1, 1], y: [1, 2, 3] },
+  ], { xPercent: true, xLog: true });
+  const axis = fig.layout.xaxis as Record<string, unknown>;
+  assert.equal(axis.type, "log");
+  assert.deepEqual(axis.tickvals, [0.01, 0.05, 0.1, 1]);
+  assert.deepEqual(axis.ticktext, ["1%", "5%", "10%", "100%"]);
+  assert.throws(() => lineBands([{ name: "s", x: [0, 1], y: [1, 2] }], { xLog: true }), /every x > 0/);
+});
+
 Deno.test("groupedBars puts one bar per series in each group", () => {
   const fig = groupedBars(["CoLA", "RTE"], [
     { name: "LayerNorm", values: [50, 60], errors: [1, 2] },
