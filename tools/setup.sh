@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what normtune needs on a Debian machine (idempotent): deno from npm (pinned), the Jupyter
-# pieces that execute the notebooks headless, Chromium for the report check, and the project's npm
-# dependencies. Run as root (or with sudo available). Used by .ci/run and the README's commands.
+# pieces that execute the notebooks headless, the classic Notebook (to open them interactively; a test
+# draws figures through it), Chromium for the report checks, and the project's npm dependencies. Run as root (or with sudo available). Used by .ci/run and the README's commands.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DENO_VERSION=2.9.6
@@ -9,7 +9,7 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 if ! command -v deno >/dev/null || [ "$(deno --version | head -1 | cut -d' ' -f2)" != "$DENO_VERSION" ]; then
   npm install -g "deno@$DENO_VERSION" >/dev/null
 fi
-APT_PACKAGES="jupyter-nbconvert jupyter-client python3-ipykernel python3-nbclient chromium"
+APT_PACKAGES="jupyter-nbconvert jupyter-client python3-ipykernel python3-nbclient python3-notebook chromium"
 missing=""
 for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -10,11 +10,12 @@
  * - `text/html`: a `<div>` and a small script calling `Plotly.newPlot`, used by everything else (JupyterLab
  *   without the extension, nbconvert's HTML export). It never contains plotly.js (~5 MB). It uses
  *   `window.Plotly` when present: the exported HTML (`export.ts`) puts plotly.js once into its `<head>`.
- *   Otherwise (interactive JupyterLab without the extension) it loads plotly.js once per page, through the
- *   Jupyter server's `files/` route, from the project's `node_modules/plotly.js-dist-min/plotly.min.js`:
- *   first at the path relative to the notebook's folder (taken from the page URL `.../tree/<notebook path>`
- *   and the kernel's cwd, which is the notebook's folder), then at `files/node_modules/...` (server
- *   started at the project root). If neither loads, the output says so instead of drawing;
+ *   Otherwise (interactive JupyterLab without the extension, the classic Notebook) it loads plotly.js once
+ *   per page, through the Jupyter server's `files/` route under the server's base URL, from the project's
+ *   `node_modules/plotly.js-dist-min/plotly.min.js`: first at the path relative to the notebook's folder
+ *   (taken from the page URL `.../tree/<path>` or `.../notebooks/<path>` and the kernel's cwd, which is the
+ *   notebook's folder), then at `files/node_modules/...` (server started at the project root). If neither
+ *   loads, the output says so instead of drawing;
  * - `text/plain`: a one-line summary.
  *
  * ```ts
@@ -64,7 +65,9 @@ const LOADER = `
   }
   if (window.Plotly) { draw(); return; }
   function candidates() {
-    var base = "/";
+    // JupyterLab and Notebook 7 publish the server's base URL in a JSON element, the classic Notebook on
+    // <body data-base-url>; it is not "/" behind JupyterHub (/user/NAME/) or with --base-url.
+    var base = (document.body && document.body.getAttribute("data-base-url")) || "/";
     var cfg = document.getElementById("jupyter-config-data");
     if (cfg) { try { base = JSON.parse(cfg.textContent).baseUrl || "/"; } catch (e) {} }
     if (base.charAt(base.length - 1) !== "/") base += "/";

@@ -55,21 +55,29 @@ Deno.test("table and markdown bundles; outside Jupyter the show* calls print tex
   assert.deepEqual(printed, ["[figure: Scores (1 trace)]", "|   a |\n| --: |\n|   1 |", "**x**"]);
 });
 
-Deno.test("without window.Plotly the fallback loads plotly.js once from the Jupyter server's files/", async () => {
-  // A stand-in for a Jupyter server rooted at the project's parent folder, with a base URL, serving a
-  // notebook page at <base>lab/tree/<project>/notebooks/x.ipynb that holds two figures' html outputs.
+/**
+ * A stand-in for a Jupyter server rooted at the project's parent folder, with a base URL, serving a notebook
+ * page that holds two figures' html outputs, as JupyterLab (base URL in #jupyter-config-data, page at
+ * <base>lab/tree/<path>) or the classic Notebook (base URL on <body data-base-url>, page at
+ * <base>notebooks/<path>) do. Returns the files/ paths the page fetched and the number of figures drawn.
+ */
+async function standInServer(flavour: "lab" | "classic"): Promise<{ requested: string[]; drawn: number }> {
   const base = "/user/me/";
   const serverRoot = dirname(ROOT);
   const notebookDir = join(ROOT, "notebooks");
   const outputs = [fig, groupedBars(["x", "y"], [{ name: "s", values: [1, 2] }])]
     .map((f) => figureBundle(f, { notebookDir })["text/html"]).join("\n");
-  const page = `<!DOCTYPE html><html><head><meta charset="utf-8">
-<script id="jupyter-config-data" type="application/json">{"baseUrl": "${base}"}</script></head>
-<body>${outputs}</body></html>`;
+  const head = flavour === "lab"
+    ? `<script id="jupyter-config-data" type="application/json">{"baseUrl": "${base}"}</script>`
+    : "";
+  const body = flavour === "lab" ? "<body>" : `<body data-base-url="${base}">`;
+  const page =
+    `<!DOCTYPE html><html><head><meta charset="utf-8">${head}</head>${body}${outputs}</body></html>`;
+  const route = flavour === "lab" ? "lab/tree/" : "notebooks/";
   const requested: string[] = [];
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const path = decodeURIComponent(new URL(req.url).pathname);
-    if (path.startsWith(`${base}lab/tree/`)) {
+    if (path.startsWith(`${base}${route}`)) {
       return new Response(page, { headers: { "content-type": "text/html" } });
     }
     if (path.startsWith(`${base}files/`)) {
@@ -84,13 +92,21 @@ Deno.test("without window.Plotly the fallback loads plotly.js once from the Jupy
     return new Response("not found", { status: 404 });
   });
   try {
-    const url = `http://127.0.0.1:${server.addr.port}${base}lab/tree/${basename(ROOT)}/notebooks/x.ipynb`;
+    const url = `http://127.0.0.1:${server.addr.port}${base}${route}${basename(ROOT)}/notebooks/x.ipynb`;
     const dom = await chromiumDom(url, { budgetMs: 8000 });
-    assert.equal(countClass(dom, "js-plotly-plot"), 2, "both figures drawn");
-    assert.ok(countClass(dom, "main-svg") >= 2);
-    // The path relative to the notebook's folder worked first, and plotly.js was fetched once for both.
-    assert.deepEqual(requested, [`files/${basename(ROOT)}/node_modules/plotly.js-dist-min/plotly.min.js`]);
+    assert.ok(countClass(dom, "main-svg") >= countClass(dom, "js-plotly-plot"));
+    return { requested, drawn: countClass(dom, "js-plotly-plot") };
   } finally {
     await server.shutdown();
   }
-});
+}
+
+for (const flavour of ["lab", "classic"] as const) {
+  Deno.test(`without window.Plotly the fallback loads plotly.js once from files/ (${flavour} page)`, async () => {
+    const { requested, drawn } = await standInServer(flavour);
+    assert.equal(drawn, 2, "both figures drawn");
+    // The path relative to the notebook's folder, under the base URL, worked first, and plotly.js was
+    // fetched once for both figures.
+    assert.deepEqual(requested, [`files/${basename(ROOT)}/node_modules/plotly.js-dist-min/plotly.min.js`]);
+  });
+}
