@@ -11,7 +11,10 @@ if ! command -v deno >/dev/null || [ "$(deno --version | head -1 | cut -d' ' -f2
 fi
 APT_PACKAGES="jupyter-nbconvert jupyter-client python3-ipykernel python3-nbclient python3-notebook chromium"
 missing=""
-for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+# "ok installed", not just known to dpkg: a removed package keeps a "config-files" entry.
+for p in $APT_PACKAGES; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
 if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
