@@ -1,6 +1,6 @@
 /**
  * The interactive path against a real Jupyter server, not a stand-in: Debian's classic Notebook
- * (python3-notebook, installed by tools/setup.sh) serves the project with a base URL, as JupyterHub does
+ * (jupyter-notebook, installed by tools/setup.sh) serves the project with a base URL, as JupyterHub does
  * (/user/NAME/), and a trusted notebook holding two figure outputs; headless Chromium opens it and both
  * figures must be drawn with plotly.js fetched once through the server's own files/ route.
  */
@@ -26,7 +26,7 @@ function jupyterPython(): string[] {
     if (shebang.startsWith("#!")) return shebang.slice(2).trim().split(/\s+/);
   }
   throw new Error(
-    "jupyter-notebook not found: install the classic Notebook (Debian: apt install python3-notebook)",
+    "jupyter-notebook not found: install the classic Notebook (Debian: apt install jupyter-notebook)",
   );
 }
 
