@@ -15,6 +15,9 @@
  * ```
  */
 import { join } from "node:path";
+import type { ChangeRecord } from "../analysis/change.ts";
+import type { FisherRecord } from "../analysis/fisher.ts";
+import type { MaskDescription } from "../analysis/masks.ts";
 import { readJsonIfExists } from "../util/atomic.ts";
 import { GRID_NAMES, profileName } from "./profiles.ts";
 import { type CellRecord, type GridManifest, resultsDir, ResultStore } from "./store.ts";
@@ -52,24 +55,11 @@ export type FinetuneRecord = TypedRecord<
   }
 >;
 
-export interface ComponentRecord {
-  component: string;
-  layer: number | null;
-  kind: "weight" | "bias";
-  n: number;
-}
-
-export type ChangeRecordRow = ComponentRecord & {
-  meanAbsChange: number;
-  meanAbsBase: number;
-  relativeChange: number | null;
-};
-export type FisherRecordRow = ComponentRecord & { mean: number; total: number; max: number };
-
-export type ChangeCellRecord = TypedRecord<{ task: string }, { task: string; records: ChangeRecordRow[] }>;
+// Rows as lib/analysis produces them (rounded in the records, lib/experiments/cells.ts).
+export type ChangeCellRecord = TypedRecord<{ task: string }, { task: string; records: ChangeRecord[] }>;
 export type FisherCellRecord = TypedRecord<
   { task: string; examples: number; params: string },
-  { task: string; N: number; records: FisherRecordRow[] }
+  { task: string; N: number; records: FisherRecord[] }
 >;
 export type MaskCellRecord = TypedRecord<
   { method: "fisher" | "random" | "union"; pct: number; task?: string; heldOut?: string; seed?: number },
@@ -80,11 +70,7 @@ export type MaskCellRecord = TypedRecord<
     target: number;
     selected: number;
     share: number;
-    byLayer: Record<string, number>;
-    byKind: { weight: number; bias: number };
-    byLnType: { embeddings: number; attention: number; output: number; other: number };
-    byComponent: Record<string, number>;
-  }
+  } & Pick<MaskDescription, "byLayer" | "byKind" | "byLnType" | "byComponent">
 >;
 
 export interface Results {

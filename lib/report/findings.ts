@@ -164,6 +164,11 @@ interface Draft {
   cautions?: Set<string>;
 }
 
+/** A finding's draft with no checks, numbers or notes yet. */
+function draft(head: Pick<Draft, "id" | "title" | "claim" | "rule" | "grid">): Draft {
+  return { ...head, checks: [], numbers: [], notes: [] };
+}
+
 function finish(data: StudyData, d: Draft): FindingResult {
   const verdict = d.missing ? "not enough data" : judge(d.checks);
   const sources = [
@@ -249,7 +254,7 @@ function seedNote(groups: readonly (ScoreGroup | undefined)[]): string[] {
 // Finding 1: the output LayerNorm changes most
 
 export function finding1(data: StudyData): FindingResult {
-  const d: Draft = {
+  const d = draft({
     id: 1,
     title: "Output LayerNorm changes most under full fine-tuning",
     claim: "After full fine-tuning, the output LayerNorm of the encoder layers changes more (mean absolute " +
@@ -258,10 +263,7 @@ export function finding1(data: StudyData): FindingResult {
       "excluded). Primary check: output LayerNorm is first. Supported if it is first on every task; partly " +
       "if on at least half.",
     grid: "change",
-    checks: [],
-    numbers: [],
-    notes: [],
-  };
+  });
   const byTask = changeByTask(data);
   if (byTask.size === 0) return finish(data, { ...d, missing: "no change records" });
   for (const [task, rec] of byTask) {
@@ -306,7 +308,7 @@ export function finding1(data: StudyData): FindingResult {
 // Finding 2: LayerNorm carries the most Fisher information per parameter
 
 export function finding2(data: StudyData): FindingResult {
-  const d: Draft = {
+  const d = draft({
     id: 2,
     title: "LayerNorm carries the most Fisher information per parameter",
     claim: "Ranked by Fisher information (mean over examples of the squared gradient of log p(y|x)), " +
@@ -314,10 +316,7 @@ export function finding2(data: StudyData): FindingResult {
     rule: "Per task: groups (embeddings, LayerNorm, attention, FFN, pooler; classifier excluded) ranked by " +
       "mean Fisher per element of the pretrained model with a fresh head. Primary check: LayerNorm is first.",
     grid: "fisher",
-    checks: [],
-    numbers: [],
-    notes: [],
-  };
+  });
   const byTask = fisherByTask(data);
   if (byTask.size === 0) return finish(data, { ...d, missing: "no Fisher records" });
   for (const [task, rec] of byTask) {
@@ -368,7 +367,7 @@ export function parameterCounts(config = parseConfig({ vocab_size: 30522 })): {
 export function finding3(data: StudyData): FindingResult {
   const lo = THRESHOLDS.ratioTarget / THRESHOLDS.ratioFactor,
     hi = THRESHOLDS.ratioTarget * THRESHOLDS.ratioFactor;
-  const d: Draft = {
+  const d = draft({
     id: 3,
     title: "LayerNorm-only is close to full fine-tuning and BitFit with about a fifth of BitFit's parameters",
     claim: "Training only LayerNorm (plus the task head) scores close to full fine-tuning and to BitFit, " +
@@ -379,10 +378,7 @@ export function finding3(data: StudyData): FindingResult {
         hi.toFixed(3)
       }] (1/5 within a factor ${THRESHOLDS.ratioFactor}).`,
     grid: "main",
-    checks: [],
-    numbers: [],
-    notes: [],
-  };
+  });
   const scores = mainScores(data);
   const all: (ScoreGroup | undefined)[] = [];
   let ratioDone = false;
@@ -481,7 +477,7 @@ export function finding3(data: StudyData): FindingResult {
 
 export function finding4(data: StudyData): FindingResult {
   const { kTarget, kMin, kMax } = THRESHOLDS;
-  const d: Draft = {
+  const d = draft({
     id: 4,
     title: "Training only the top-k% of LayerNorm by Fisher loses little",
     claim: "Training only the top-k% of LayerNorm elements by Fisher information (k as small as about 10%) " +
@@ -490,10 +486,7 @@ export function finding4(data: StudyData): FindingResult {
       `close to 100% of LayerNorm (the k = 100 mask run, else LayerNorm-only). Secondary: top-k% mean above ` +
       `random-k% mean.`,
     grid: "topk",
-    checks: [],
-    numbers: [],
-    notes: [],
-  };
+  });
   const ms = maskScores(data), main = mainScores(data);
   const pcts = [...new Set(ms.filter((g) => g.method === "fisher").map((g) => g.pct as number))];
   const k = closestK(pcts, kTarget, kMin, kMax);
@@ -560,7 +553,7 @@ export function finding4(data: StudyData): FindingResult {
 // Finding 5: masks chosen on other tasks transfer
 
 export function finding5(data: StudyData): FindingResult {
-  const d: Draft = {
+  const d = draft({
     id: 5,
     title: "A LayerNorm subset chosen on other tasks transfers",
     claim: "A LayerNorm subset chosen on other tasks (leave-one-task-out union of their top-k% masks) " +
@@ -568,10 +561,7 @@ export function finding5(data: StudyData): FindingResult {
     rule: "Per task, primary: the union of the other tasks' top-k% masks close to the own top-k% mask. " +
       "Secondary: union mean above random-k% mean.",
     grid: "crosstask",
-    checks: [],
-    numbers: [],
-    notes: [],
-  };
+  });
   const ms = maskScores(data);
   const all: (ScoreGroup | undefined)[] = [];
   for (const union of ms.filter((g) => g.method === "union")) {
@@ -649,7 +639,7 @@ export function lastLayersDensest(p: Placement): { pass: boolean; late: number; 
 
 export function finding6(data: StudyData): FindingResult {
   const { kTarget, kMin, kMax } = THRESHOLDS;
-  const d: Draft = {
+  const d = draft({
     id: 6,
     title: "The most informative LayerNorm elements sit in the last layers and in beta",
     claim: "The LayerNorm elements with the highest Fisher information sit in the last layers and in the " +
@@ -658,10 +648,7 @@ export function finding6(data: StudyData): FindingResult {
       `checks: the densest layer (selected / candidates, embeddings included) is in the last half of the ` +
       `encoder layers; more beta than gamma elements are selected.`,
     grid: "topk",
-    checks: [],
-    numbers: [],
-    notes: [],
-  };
+  });
   const k = closestK(topMaskPcts(data), kTarget, kMin, kMax);
   if (k === undefined) {
     return finish(data, {

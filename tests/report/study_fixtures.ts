@@ -9,6 +9,7 @@ import type {
   MaskCellRecord,
 } from "../../lib/experiments/load.ts";
 import type { StudyData } from "../../lib/report/study_views.ts";
+import type { Component, ComponentInfo, Kind } from "../../lib/analysis/components.ts";
 
 let counter = 0;
 /** A fresh 16-hex-digit cell id. */
@@ -106,7 +107,7 @@ export function seeds(mode: string, scores: number[], o: RunOptions = {}): Finet
   return scores.map((s, seed) => run(mode, s, { ...o, seed }));
 }
 
-type Row = { component: string; layer: number | null; kind: "weight" | "bias"; n: number };
+type Row = ComponentInfo & { n: number };
 
 /** Component rows of a 2-layer model, with a value per component (same for every layer and kind). */
 export function componentRows<K extends string>(
@@ -114,7 +115,7 @@ export function componentRows<K extends string>(
   values: Record<string, number>,
 ): (Row & Record<K, number>)[] {
   const rows: (Row & Record<K, number>)[] = [];
-  const add = (component: string, layer: number | null, kind: "weight" | "bias", n: number) => {
+  const add = (component: Component, layer: number | null, kind: Kind, n: number) => {
     if (values[component] === undefined) return;
     rows.push({ component, layer, kind, n, [key]: values[component] } as Row & Record<K, number>);
   };
@@ -122,7 +123,13 @@ export function componentRows<K extends string>(
   add("embeddings_layernorm", null, "weight", 128);
   add("embeddings_layernorm", null, "bias", 128);
   for (const layer of [0, 1]) {
-    for (const c of ["query", "attention_output_layernorm", "intermediate_dense", "output_layernorm"]) {
+    const components: Component[] = [
+      "query",
+      "attention_output_layernorm",
+      "intermediate_dense",
+      "output_layernorm",
+    ];
+    for (const c of components) {
       add(c, layer, "weight", c.endsWith("layernorm") ? 128 : 512);
       add(c, layer, "bias", 128);
     }
