@@ -1,5 +1,6 @@
 /**
- * Loads a Hugging Face BERT folder (config.json + model.safetensors) as exactly the parameters of
+ * Loads a Hugging Face BERT folder (config.json + weights: model.safetensors, sharded safetensors or
+ * pytorch_model.bin, see lib/bert/weights.ts) as exactly the parameters of
  * `BertForSequenceClassification` (lib/bert/names.ts), and saves fine-tuned models in a form transformers'
  * `from_pretrained` loads back.
  *
@@ -12,7 +13,8 @@
 import { join } from "node:path";
 import { type BertConfig, readConfig } from "./config.ts";
 import { CLASSIFIER, parameterShapes, POOLER, sizeOf } from "./names.ts";
-import { type NamedTensor, readSafetensors, type TensorMap, writeSafetensors } from "./safetensors.ts";
+import { type NamedTensor, type TensorMap, writeSafetensors } from "./safetensors.ts";
+import { readWeights, type WeightsFormat } from "./weights.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { mulberry32, normal } from "../util/random.ts";
 
@@ -25,6 +27,8 @@ export interface Checkpoint {
   skipped: string[];
   /** Tensors created fresh (pooler and/or classifier). */
   initialized: string[];
+  /** Which weights file was read, and its format. */
+  weights: { format: WeightsFormat; path: string };
 }
 
 export interface LoadOptions {
@@ -87,25 +91,8 @@ export async function loadCheckpoint(dir: string, opts: LoadOptions): Promise<Ch
     throw new Error(`loadCheckpoint: numLabels must be a positive integer, got ${numLabels}`);
   }
   const config = await readConfig(join(dir, "config.json"));
-  const file = join(dir, "model.safetensors");
-  try {
-    await Deno.stat(file);
-  } catch {
-    let hint = "";
-    for (const other of ["pytorch_model.bin", "tf_model.h5", "flax_model.msgpack"]) {
-      try {
-        await Deno.stat(join(dir, other));
-        hint = ` (found ${other}: convert it to safetensors, e.g. in Python ` +
-          `\`AutoModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)\`)`;
-        break;
-      } catch {
-        // not there either
-      }
-    }
-    throw new Error(`${file}: not found; only model.safetensors checkpoints are supported${hint}`);
-  }
   const skipped: string[] = [];
-  const raw = await readSafetensors(file, {
+  const { format, path: file, tensors: raw } = await readWeights(dir, {
     skip: (name) => isDropped(name) && skipped.push(name) > 0,
   });
   const shapes = parameterShapes(config, numLabels);
@@ -179,7 +166,7 @@ export async function loadCheckpoint(dir: string, opts: LoadOptions): Promise<Ch
     }
     console.error(`${dir}: ${parts.join("; ")}`);
   }
-  return { config, numLabels, tensors, skipped, initialized };
+  return { config, numLabels, tensors, skipped, initialized, weights: { format, path: file } };
 }
 
 /** `cls.predictions.*, cls.seq_relationship.*` style summary of skipped names. */

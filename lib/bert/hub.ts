@@ -2,6 +2,10 @@
  * Downloads a BERT model from the Hugging Face hub (for users with internet) into the cache folder
  * `cacheDir()/org--name/`, where `--model org/name` finds it (lib/util/paths.ts).
  *
+ * Weights are fetched in the first format the repo has, in the order the loader prefers them
+ * (lib/bert/weights.ts): `model.safetensors`, else `model.safetensors.index.json` and every shard it
+ * names, else `pytorch_model.bin`. A 404 moves on to the next format; any other failure stops.
+ *
  * Files come from `${endpoint}/${id}/resolve/${revision}/${file}`. Each download goes to `file.part`
  * first; an interrupted one resumes with an HTTP Range request (a server that ignores Range and answers
  * 200 starts it over). The finished file is checked against the hub's ETag (sha256 of LFS files, sent as
@@ -11,17 +15,18 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { readConfig } from "./config.ts";
-import { cacheDir } from "../util/paths.ts";
+import { parseShardIndex } from "./sharded.ts";
+import { WEIGHTS_FILES, type WeightsFormat } from "./weights.ts";
+import { cacheDir, exists } from "../util/paths.ts";
 import { progress } from "../util/progress.ts";
 
 export const DEFAULT_ENDPOINT = "https://huggingface.co";
 
-/** The files of a model folder; only safetensors weights are supported. */
+/** The files of a model folder besides its weights (which come in one of `WEIGHTS_FILES`' formats). */
 export const MODEL_FILES: readonly { name: string; required: boolean }[] = [
   { name: "config.json", required: true },
   { name: "vocab.txt", required: true },
   { name: "tokenizer_config.json", required: false },
-  { name: "model.safetensors", required: true },
 ];
 
 export function hubEndpoint(): string {
@@ -219,48 +224,112 @@ async function downloadFile(url: string, dest: string, label: string, quiet: boo
   return { name: label, status: "downloaded", bytes: got, verified: kind };
 }
 
+/** Fetches `name` into `dir` unless it is there already (and not `force`); 404/401 throw NotFound. */
+async function fetchOne(name: string, dir: string, ctx: FetchContext): Promise<FileResult> {
+  const dest = join(dir, name);
+  if (!ctx.force && await exists(dest)) {
+    return { name, status: "present", bytes: await sizeOf(dest), verified: "none" };
+  }
+  return await downloadFile(hubUrl(ctx.id, ctx.revision, name, ctx.endpoint), dest, name, ctx.quiet);
+}
+
+interface FetchContext {
+  id: string;
+  revision: string;
+  endpoint: string;
+  force: boolean;
+  quiet: boolean;
+}
+
 /**
- * Downloads a model's config, vocabulary, tokenizer config (optional) and safetensors weights into
- * `cache/org--name`. Files already there are kept unless `force`. Returns the folder and what happened
- * to each file.
+ * The weights, in the first format the repo has. A sharded index is read once fetched, and each shard it
+ * names is fetched (or kept, when already here) after it: a run interrupted between shards resumes.
+ */
+async function fetchWeights(
+  dir: string,
+  ctx: FetchContext,
+): Promise<{ format: WeightsFormat; files: FileResult[] }> {
+  // Weights already in the cache (in any format) are kept unless forced, as the other files are.
+  let formats = WEIGHTS_FILES;
+  if (!ctx.force) {
+    for (const w of WEIGHTS_FILES) {
+      if (await exists(join(dir, w.file))) {
+        formats = [w];
+        break;
+      }
+    }
+  }
+  const tried: string[] = [];
+  for (const { format, file } of formats) {
+    let first: FileResult;
+    try {
+      first = await fetchOne(file, dir, ctx);
+    } catch (err) {
+      if (!(err instanceof NotFound)) throw err;
+      tried.push(`${file} (${err.message})`);
+      continue;
+    }
+    const files = [first];
+    if (format === "sharded safetensors") {
+      const indexPath = join(dir, file);
+      const index = parseShardIndex(await Deno.readTextFile(indexPath), indexPath);
+      for (const shard of index.shards) {
+        try {
+          files.push(await fetchOne(shard, dir, ctx));
+        } catch (err) {
+          if (!(err instanceof NotFound)) throw err;
+          throw new Error(
+            `${ctx.id}@${ctx.revision}: ${file} lists ${shard}, which the hub does not have (${err.message})`,
+          );
+        }
+      }
+    }
+    return { format, files };
+  }
+  throw new Error(
+    `${ctx.id}@${ctx.revision} has no weights in a format normtune reads: tried ${tried.join(", ")}. ` +
+      `Check the model id and revision (--revision); for a gated or private model set HF_TOKEN.`,
+  );
+}
+
+/**
+ * Downloads a model's config, vocabulary, tokenizer config (optional) and weights (safetensors, else
+ * sharded safetensors, else pytorch_model.bin) into `cache/org--name`. Files already there are kept
+ * unless `force`. Returns the folder, the weights' format and what happened to each file.
  */
 export async function downloadModel(
   id: string,
   opts: DownloadOptions = {},
-): Promise<{ dir: string; files: FileResult[] }> {
+): Promise<{ dir: string; format: WeightsFormat; files: FileResult[] }> {
   checkModelId(id);
-  const revision = opts.revision ?? "main";
-  const endpoint = opts.endpoint ?? hubEndpoint();
+  const ctx: FetchContext = {
+    id,
+    revision: opts.revision ?? "main",
+    endpoint: opts.endpoint ?? hubEndpoint(),
+    force: opts.force ?? false,
+    quiet: opts.quiet ?? false,
+  };
   const dir = modelCacheDir(id, opts.cache);
   await Deno.mkdir(dir, { recursive: true });
   const files: FileResult[] = [];
   for (const { name, required } of MODEL_FILES) {
-    const dest = join(dir, name);
-    const present = await Deno.stat(dest).then(() => true, () => false);
-    if (present && !opts.force) {
-      files.push({ name, status: "present", bytes: await sizeOf(dest), verified: "none" });
-    } else {
-      const url = hubUrl(id, revision, name, endpoint);
-      try {
-        files.push(await downloadFile(url, dest, name, opts.quiet ?? false));
-      } catch (err) {
-        if (!(err instanceof NotFound)) throw err;
-        if (!required) {
-          files.push({ name, status: "missing", bytes: 0, verified: "none" });
-          continue;
-        }
-        const why = name === "model.safetensors"
-          ? " Only safetensors weights are supported (not pytorch_model.bin); pick a model that has " +
-            "model.safetensors, or a revision with it (--revision)."
-          : "";
-        throw new Error(
-          `${id}@${revision} has no ${name} (${err.message} from ${url}).${why} ` +
-            `Check the model id and revision; for a gated or private model set HF_TOKEN.`,
-        );
+    try {
+      files.push(await fetchOne(name, dir, ctx));
+    } catch (err) {
+      if (!(err instanceof NotFound)) throw err;
+      if (!required) {
+        files.push({ name, status: "missing", bytes: 0, verified: "none" });
+        continue;
       }
+      throw new Error(
+        `${id}@${ctx.revision} has no ${name} (${err.message} from ` +
+          `${hubUrl(id, ctx.revision, name, ctx.endpoint)}). ` +
+          `Check the model id and revision; for a gated or private model set HF_TOKEN.`,
+      );
     }
     // Check the config before fetching hundreds of MB of weights for a model we cannot run.
-    if (name === "config.json") await readConfig(dest);
+    if (name === "config.json") await readConfig(join(dir, name));
   }
-  return { dir, files };
+  const weights = await fetchWeights(dir, ctx);
+  return { dir, format: weights.format, files: [...files, ...weights.files] };
 }

@@ -58,7 +58,8 @@ export function f16ToNumber(bits: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
-function decodeData(bytes: Uint8Array, begin: number, count: number, dtype: DType): Float32Array {
+/** `count` little-endian values of `dtype` from `bytes[begin..]` as float32 (also reads torch storages). */
+export function decodeFloats(bytes: Uint8Array, begin: number, count: number, dtype: DType): Float32Array {
   const out = new Float32Array(count);
   if (dtype === "F32") {
     // Copy into a fresh (4-aligned) buffer: the tensor's offset in the file need not be a multiple of 4.
@@ -190,7 +191,7 @@ export function decodeSafetensors(
   for (const e of entries) {
     if (e.skipped) continue;
     const count = e.shape.reduce((a, b) => a * b, 1);
-    tensors.set(e.name, { shape: e.shape, data: decodeData(bytes, dataStart + e.begin, count, e.dtype) });
+    tensors.set(e.name, { shape: e.shape, data: decodeFloats(bytes, dataStart + e.begin, count, e.dtype) });
   }
   return { tensors, metadata };
 }
@@ -239,7 +240,7 @@ export function encodeSafetensors(tensors: TensorMap, metadata?: Record<string, 
   return out;
 }
 
-async function readBytes(path: string): Promise<Uint8Array> {
+export async function readBytes(path: string): Promise<Uint8Array> {
   try {
     return await Deno.readFile(path);
   } catch (err) {

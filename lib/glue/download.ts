@@ -16,7 +16,7 @@
  * ```
  */
 import { join } from "node:path";
-import { glueDir as defaultGlueDir } from "../util/paths.ts";
+import { exists, glueDir as defaultGlueDir } from "../util/paths.ts";
 import { getTask, type GlueTask, type TaskName } from "./tasks.ts";
 import { extractZip } from "./zip.ts";
 
@@ -78,16 +78,6 @@ function missingFiles(task: GlueTask, dir: string): string[] {
       return true;
     }
   });
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
 }
 
 /** Bytes between progress lines of a long download. */

@@ -7,6 +7,9 @@
  * Supports stored (0) and deflate (8) entries of ordinary (non-ZIP64, unencrypted) archives, which is what
  * the GLUE zips are. Entry names that would escape the destination (`..`, absolute paths) are errors.
  *
+ * Entries can also be read into memory (`listZip` + `readZipEntry`), which is how pytorch_model.bin (a zip
+ * of a pickle and one stored entry per tensor storage) is read.
+ *
  * ```ts
  * const written = await extractZip("CoLA.zip", "tmp/out"); // ["CoLA/train.tsv", ...]
  * ```
@@ -83,7 +86,7 @@ export async function listZip(file: Deno.FsFile, path: string): Promise<ZipEntry
   const cdSize = tv.getUint32(eocd + 12, true);
   const cdOffset = tv.getUint32(eocd + 16, true);
   if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
-    throw new Error(`${path}: ZIP64 archives are not supported; unzip it by hand into the GLUE folder`);
+    throw new Error(`${path}: ZIP64 archives (over 4 GB or 65,535 entries) are not supported`);
   }
   if (cdOffset + cdSize > size) throw new Error(`${path}: truncated zip (central directory past the end)`);
   const cd = await readAt(file, cdOffset, cdSize, path);
@@ -144,23 +147,43 @@ async function writeAll(out: Deno.FsFile, data: Uint8Array): Promise<void> {
   for (let done = 0; done < data.length;) done += await out.write(data.subarray(done));
 }
 
-/** Streams one entry into `target`, checking its size and CRC-32. */
-async function extractEntry(file: Deno.FsFile, entry: ZipEntry, target: string, path: string): Promise<void> {
+/** The entry's bytes, decompressed, as a stream (the size and CRC-32 are checked by the consumers). */
+async function entryStream(
+  file: Deno.FsFile,
+  entry: ZipEntry,
+  path: string,
+): Promise<ReadableStream<Uint8Array>> {
   const local = new DataView((await readAt(file, entry.localOffset, 30, path)).buffer);
   if (local.getUint32(0, true) !== LOCAL_SIG) {
     throw new Error(`${path}: corrupt local header of ${entry.name}`);
   }
   const dataStart = entry.localOffset + 30 + local.getUint16(26, true) + local.getUint16(28, true);
-  let stream = rangeStream(file, dataStart, entry.compressedSize, path);
+  const stream = rangeStream(file, dataStart, entry.compressedSize, path);
   if (entry.method === 8) {
-    stream = stream.pipeThrough(
+    return stream.pipeThrough(
       new DecompressionStream("deflate-raw") as TransformStream<Uint8Array, Uint8Array>,
     );
-  } else if (entry.method !== 0) {
+  }
+  if (entry.method !== 0) {
     throw new Error(
       `${path}: entry ${entry.name} uses compression method ${entry.method}; only stored/deflate`,
     );
   }
+  return stream;
+}
+
+function checkEntry(entry: ZipEntry, size: number, crc: number, path: string): void {
+  if (size !== entry.size || crc !== entry.crc) {
+    throw new Error(
+      `${path}: ${entry.name} is corrupt (size ${size}/${entry.size}, crc mismatch ` +
+        `${crc !== entry.crc}); download again`,
+    );
+  }
+}
+
+/** Streams one entry into `target`, checking its size and CRC-32. */
+async function extractEntry(file: Deno.FsFile, entry: ZipEntry, target: string, path: string): Promise<void> {
+  const stream = await entryStream(file, entry, path);
   await Deno.mkdir(dirname(target), { recursive: true });
   const out = await Deno.open(target, { write: true, create: true, truncate: true });
   let crc = 0, size = 0;
@@ -175,12 +198,27 @@ async function extractEntry(file: Deno.FsFile, entry: ZipEntry, target: string, 
   } finally {
     out.close();
   }
-  if (size !== entry.size || crc !== entry.crc) {
-    throw new Error(
-      `${path}: ${entry.name} is corrupt (size ${size}/${entry.size}, crc mismatch ` +
-        `${crc !== entry.crc}); download again`,
-    );
+  checkEntry(entry, size, crc, path);
+}
+
+/** One entry's bytes in memory (for archives read in place, e.g. pytorch_model.bin), size and CRC-32 checked. */
+export async function readZipEntry(file: Deno.FsFile, entry: ZipEntry, path: string): Promise<Uint8Array> {
+  const out = new Uint8Array(entry.size);
+  let crc = 0, size = 0;
+  try {
+    for await (const chunk of await entryStream(file, entry, path)) {
+      if (size + chunk.length > out.length) {
+        throw new Error(`more than the ${entry.size} bytes the directory says`);
+      }
+      out.set(chunk, size);
+      crc = crc32(chunk, crc);
+      size += chunk.length;
+    }
+  } catch (err) {
+    throw new Error(`${path}: cannot read ${entry.name}: ${(err as Error).message}`);
   }
+  checkEntry(entry, size, crc, path);
+  return out;
 }
 
 /**

@@ -36,6 +36,17 @@ export function cacheDir(): string {
   return resolve(Deno.env.get("NORMTUNE_CACHE") ?? join(ROOT, "data", "models"));
 }
 
+/** Whether something (a file, folder or link) is at `path`; errors other than "not found" are thrown. */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
 function isDir(path: string): boolean {
   try {
     return Deno.statSync(path).isDirectory;

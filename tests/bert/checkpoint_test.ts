@@ -208,10 +208,16 @@ Deno.test("wrong shapes, unknown and missing tensors are clear errors", async ()
       /missing 2 tensor.*word_embeddings.*layer\.1\.output\.LayerNorm\.bias/,
     );
     await Deno.remove(join(dir, "model.safetensors"));
+    await Deno.writeFile(join(dir, "tf_model.h5"), new Uint8Array(4));
+    await assert.rejects(
+      () => loadCheckpoint(dir, { numLabels: 2, quiet: true }),
+      /no weights: expected model\.safetensors, model\.safetensors\.index\.json, pytorch_model\.bin \(found tf_model\.h5/,
+    );
+    // A pytorch_model.bin is now read: four bytes are not a torch.save zip.
     await Deno.writeFile(join(dir, "pytorch_model.bin"), new Uint8Array(4));
     await assert.rejects(
       () => loadCheckpoint(dir, { numLabels: 2, quiet: true }),
-      /only model\.safetensors.*pytorch_model\.bin/,
+      /pytorch_model\.bin: not a PyTorch checkpoint/,
     );
   });
 });

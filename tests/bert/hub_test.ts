@@ -9,6 +9,7 @@ import {
   hubUrl,
   modelCacheDir,
 } from "../../lib/bert/hub.ts";
+import { loadCheckpoint } from "../../lib/bert/checkpoint.ts";
 import { run } from "../../lib/cli/download.ts";
 import { tempDir } from "../env.ts";
 
@@ -61,7 +62,7 @@ function startHub(): Hub {
       const name = path.slice(prefix.length);
       const body = files.get(name);
       if (!body) return new Response("Entry not found", { status: 404 });
-      if (name.endsWith(".safetensors")) {
+      if (name.endsWith(".safetensors") || name.endsWith(".bin")) {
         // LFS: the hub answers with a redirect carrying the sha256, as huggingface.co does.
         return new Response(null, {
           status: 302,
@@ -214,7 +215,7 @@ Deno.test("a dropped connection keeps the .part file; the next run resumes and f
   });
 });
 
-Deno.test("a missing required file is a clear error; missing weights say only safetensors is supported", async () => {
+Deno.test("a missing required file is a clear error; so are weights in none of the three formats", async () => {
   await withHub(async (hub, cache) => {
     hub.files.delete("vocab.txt");
     await assert.rejects(
@@ -225,7 +226,10 @@ Deno.test("a missing required file is a clear error; missing weights say only sa
     hub.files.delete("model.safetensors");
     await assert.rejects(
       () => downloadModel(ID, { endpoint: hub.endpoint, cache, quiet: true }),
-      /has no model\.safetensors.*Only safetensors weights are supported/,
+      new RegExp(
+        "acme/tiny-bert@main has no weights in a format normtune reads: tried model\\.safetensors " +
+          "\\(HTTP 404\\), model\\.safetensors\\.index\\.json \\(HTTP 404\\), pytorch_model\\.bin \\(HTTP 404\\)",
+      ),
     );
     await assert.rejects(
       () => downloadModel("acme/other", { endpoint: hub.endpoint, cache, quiet: true }),
@@ -280,5 +284,150 @@ Deno.test("the download command uses NORMTUNE_HF_ENDPOINT and --cache, and print
     }
     assert.deepEqual(logged, [modelCacheDir(ID, cache)]);
     assert.deepEqual(listDir(logged[0]), ["config.json", "model.safetensors", "vocab.txt"]);
+  });
+});
+
+// --- Weights formats: the fixtures of tools/make_formats.py served by the loopback hub -------------------
+
+const FORMATS = new URL("../fixtures/formats/", import.meta.url).pathname;
+const WEIGHT_NAMES = [
+  "model.safetensors",
+  "model.safetensors.index.json",
+  "model-00001-of-00002.safetensors",
+  "model-00002-of-00002.safetensors",
+  "pytorch_model.bin",
+];
+
+/** Replaces the hub's weights with the fixture folders' files (e.g. `["pytorch"]`). */
+function serveFormats(hub: Hub, folders: string[]): void {
+  for (const name of WEIGHT_NAMES) hub.files.delete(name);
+  for (const folder of folders) {
+    for (const e of Deno.readDirSync(join(FORMATS, folder))) {
+      if (e.name !== "config.json") hub.files.set(e.name, Deno.readFileSync(join(FORMATS, folder, e.name)));
+    }
+  }
+  hub.files.set("config.json", Deno.readFileSync(join(FORMATS, "safetensors", "config.json")));
+}
+
+const weightRequests = (hub: Hub) =>
+  hub.log.map((r) => r.path.split("/").at(-1)!).filter((n) => WEIGHT_NAMES.includes(n));
+
+/** The checkpoint of a downloaded folder equals the fixture's model.safetensors, tensor for tensor. */
+async function assertLoadsLikeFixture(dir: string): Promise<void> {
+  const got = await loadCheckpoint(dir, { numLabels: 2, quiet: true });
+  const want = await loadCheckpoint(join(FORMATS, "safetensors"), { numLabels: 2, quiet: true });
+  assert.deepEqual(got.initialized, []);
+  assert.deepEqual([...got.tensors.keys()], [...want.tensors.keys()]);
+  for (const [name, t] of want.tensors) assert.deepEqual(got.tensors.get(name), t, name);
+}
+
+Deno.test("download falls back to pytorch_model.bin when the repo has no safetensors, and it loads", async () => {
+  await withHub(async (hub, cache) => {
+    serveFormats(hub, ["pytorch"]);
+    const { dir, format, files } = await downloadModel(ID, { endpoint: hub.endpoint, cache, quiet: true });
+    assert.equal(format, "pytorch_model.bin");
+    // Asked in order of preference; the two 404s moved on, the third was fetched through the CDN redirect.
+    assert.deepEqual(
+      hub.log.filter((r) => !r.path.startsWith("/cdn/")).map((r) => r.path.split("/").at(-1)),
+      [
+        "config.json",
+        "vocab.txt",
+        "tokenizer_config.json",
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+      ],
+    );
+    const bin = files.find((f) => f.name === "pytorch_model.bin")!;
+    assert.deepEqual([bin.status, bin.verified], ["downloaded", "sha256"]);
+    assert.deepEqual(listDir(dir), ["config.json", "pytorch_model.bin", "vocab.txt"]);
+    await assertLoadsLikeFixture(dir);
+    // Again: the cached .bin is kept and no other format is asked for.
+    hub.log.length = 0;
+    const again = await downloadModel(ID, { endpoint: hub.endpoint, cache, quiet: true });
+    assert.equal(again.format, "pytorch_model.bin");
+    assert.deepEqual(weightRequests(hub), []);
+  });
+});
+
+Deno.test("download takes sharded safetensors before pytorch_model.bin: index, then every shard", async () => {
+  await withHub(async (hub, cache) => {
+    serveFormats(hub, ["sharded", "pytorch"]);
+    const { dir, format, files } = await downloadModel(ID, { endpoint: hub.endpoint, cache, quiet: true });
+    assert.equal(format, "sharded safetensors");
+    assert.deepEqual(files.slice(3).map((f) => [f.name, f.verified]), [
+      ["model.safetensors.index.json", "sha1"],
+      ["model-00001-of-00002.safetensors", "sha256"],
+      ["model-00002-of-00002.safetensors", "sha256"],
+    ]);
+    assert.ok(!hub.log.some((r) => r.path.endsWith("pytorch_model.bin")));
+    await assertLoadsLikeFixture(dir);
+
+    // A run cut off after the first shard resumes with only the second.
+    await Deno.remove(join(dir, "model-00002-of-00002.safetensors"));
+    hub.log.length = 0;
+    const again = await downloadModel(ID, { endpoint: hub.endpoint, cache, quiet: true });
+    assert.deepEqual(again.files.slice(3).map((f) => f.status), ["present", "present", "downloaded"]);
+    assert.deepEqual(hub.log.filter((r) => r.path.startsWith("/cdn/")).map((r) => r.path), [
+      "/cdn/model-00002-of-00002.safetensors",
+    ]);
+    await assertLoadsLikeFixture(dir);
+  });
+});
+
+Deno.test("download prefers model.safetensors and never asks for the other formats", async () => {
+  await withHub(async (hub, cache) => {
+    serveFormats(hub, ["safetensors", "sharded", "pytorch"]);
+    const { dir, format } = await downloadModel(ID, { endpoint: hub.endpoint, cache, quiet: true });
+    assert.equal(format, "safetensors");
+    assert.ok(!hub.log.some((r) => r.path.endsWith(".json") && r.path.includes("index")));
+    assert.ok(!hub.log.some((r) => r.path.endsWith(".bin") || r.path.includes("-of-")));
+    await assertLoadsLikeFixture(dir);
+  });
+});
+
+Deno.test("a shard index naming a missing shard or a path outside the folder is an error", async () => {
+  await withHub(async (hub, cache) => {
+    serveFormats(hub, ["sharded"]);
+    hub.files.delete("model-00002-of-00002.safetensors");
+    await assert.rejects(
+      () => downloadModel(ID, { endpoint: hub.endpoint, cache, quiet: true }),
+      /model\.safetensors\.index\.json lists model-00002-of-00002\.safetensors, which the hub does not have/,
+    );
+    // The loader says the same of the folder the failed download left.
+    await assert.rejects(
+      () => loadCheckpoint(modelCacheDir(ID, cache), { numLabels: 2, quiet: true }),
+      /model-00002-of-00002\.safetensors: not found, but .*model\.safetensors\.index\.json lists it/,
+    );
+  });
+  await withHub(async (hub, cache) => {
+    serveFormats(hub, ["sharded"]);
+    const index = { weight_map: { "bert.embeddings.word_embeddings.weight": "../../escape.safetensors" } };
+    hub.files.set("model.safetensors.index.json", new TextEncoder().encode(JSON.stringify(index)));
+    await assert.rejects(
+      () => downloadModel(ID, { endpoint: hub.endpoint, cache, quiet: true }),
+      /maps to "\.\.\/\.\.\/escape\.safetensors", not a \.safetensors file name in the same folder/,
+    );
+    assert.ok(!hub.log.some((r) => r.path.includes("escape")));
+  });
+});
+
+Deno.test("the download command says which weights format it used", async () => {
+  await withHub(async (hub, cache) => {
+    serveFormats(hub, ["pytorch"]);
+    const messages: string[] = [];
+    const [log, error] = [console.log, console.error];
+    console.log = () => {};
+    console.error = (...a: unknown[]) => void messages.push(a.join(" "));
+    const before = Deno.env.get("NORMTUNE_HF_ENDPOINT");
+    Deno.env.set("NORMTUNE_HF_ENDPOINT", hub.endpoint);
+    try {
+      await run([ID, "--cache", cache, "--quiet"]);
+    } finally {
+      [console.log, console.error] = [log, error];
+      if (before === undefined) Deno.env.delete("NORMTUNE_HF_ENDPOINT");
+      else Deno.env.set("NORMTUNE_HF_ENDPOINT", before);
+    }
+    assert.ok(messages.includes("weights: pytorch_model.bin (pytorch_model.bin)"), messages.join("\n"));
   });
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { crc32, extractZip, listZip } from "../../lib/glue/zip.ts";
+import { crc32, extractZip, listZip, readZipEntry } from "../../lib/glue/zip.ts";
 import { tempDir } from "../env.ts";
 import { makeZip } from "./zip_writer.ts";
 
@@ -81,6 +81,30 @@ Deno.test("extractZip rejects corrupt data, unsafe names and non-zips with the f
     const good = await makeZip([{ name: "a.txt", data: "abc".repeat(1000), deflate: true }]);
     await Deno.writeFile(path, good.subarray(0, 40));
     await assert.rejects(extractZip(path, join(dir, "o4")), /not a zip file/);
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("readZipEntry returns an entry's bytes in memory, stored or deflated, CRC-checked", async () => {
+  const [dir, cleanup] = await tempDir();
+  try {
+    const path = join(dir, "a.zip");
+    const text = "inflate me ".repeat(50);
+    await Deno.writeFile(
+      path,
+      await makeZip([
+        { name: "a/stored", data: "plain" },
+        { name: "a/deflated", data: text, deflate: true },
+        { name: "a/bad", data: "xyz", crc: 1 },
+      ]),
+    );
+    using file = await Deno.open(path);
+    const entries = await listZip(file, path);
+    const read = async (i: number) => new TextDecoder().decode(await readZipEntry(file, entries[i], path));
+    assert.equal(await read(0), "plain");
+    assert.equal(await read(1), text);
+    await assert.rejects(() => read(2), /a\.zip: a\/bad is corrupt \(size 3\/3, crc mismatch true\)/);
   } finally {
     await cleanup();
   }
