@@ -10,6 +10,11 @@ TypeScript one (which uses regular expressions and V8's tables). Python only; no
     # digests of the token ids of every GLUE text column -> tests/fixtures/tokenizer_glue_digest.json
     python3 tools/tokenizer_reference.py glue --vocab DIR/vocab.txt --glue ../shared/glue > digest.json
 
+It covers what GLUE text exercises. lib/bert/tokenizer.ts also follows Hugging Face's BertTokenizer where
+that departs from the 2018 file on text GLUE does not contain (special tokens such as "[MASK]" written in
+the text, never_split, NFC before accent handling, per-character lowercasing of a word-final capital
+sigma); tests/bert/tokenizer_test.ts checks those cases against HF's published expectations.
+
 Options: --cased (do_lower_case false), --control C|CcCf (which categories clean-up drops: every C*, as
 Hugging Face does, or only Cc/Cf as the 2018 original), --max-chars N (100 as Hugging Face; the original 200).
 """

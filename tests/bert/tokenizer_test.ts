@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { parseVocab, WordPieceTokenizer } from "../../lib/bert/tokenizer.ts";
+import { parseVocab, type TokenizerOptions, WordPieceTokenizer } from "../../lib/bert/tokenizer.ts";
 import { sharedGlue, sharedModel, tempDir } from "../env.ts";
 
 // Ids 0-4 specials, 5-14 hello ... naive, 15-24 don ... ##b, 25-34 😀 ... cafe.
@@ -133,7 +133,7 @@ Deno.test("fromModelDir reads vocab.txt and tokenizer_config.json, with errors n
     await assert.rejects(WordPieceTokenizer.fromModelDir(dir), /tokenizer_config\.json: not a valid/);
     await Deno.writeTextFile(join(dir, "tokenizer_config.json"), `{}`);
     await Deno.writeTextFile(join(dir, "vocab.txt"), "[CLS]\n[SEP]\n");
-    await assert.rejects(WordPieceTokenizer.fromModelDir(dir), /vocab\.txt: the vocabulary has no \[PAD\]/);
+    await assert.rejects(WordPieceTokenizer.fromModelDir(dir), /vocab\.txt: the vocabulary has no \[UNK\]/);
   } finally {
     await cleanup();
   }
@@ -146,6 +146,206 @@ Deno.test("real bert-base-uncased vocab: known ids", async () => {
   assert.deepEqual(real.tokenIds("Héllo, world!"), [7592, 1010, 2088, 999]);
   // Greedy longest-match-first, not the "best" split: "una" beats "un".
   assert.deepEqual(real.tokenize("unaffable"), ["una", "##ffa", "##ble"]);
+});
+
+// --- Hugging Face BertTokenizer parity ------------------------------------------------------------------
+// Expected outputs are those published in transformers' tests/models/bert/test_tokenization_bert.py and
+// the behaviour its BertTokenizer documents; the cases and vocabularies here are written for this project.
+
+/** The vocabulary of HF's BERT tokenizer tests (ids 0-14). */
+const HF_VOCAB = "[UNK] [CLS] [SEP] [PAD] [MASK] want ##want ##ed wa un runn ##ing , low lowest".split(" ");
+/** Every word the basic-tokenizer cases expect, so a wrong answer shows as a different token or [UNK]. */
+const WORDS = [
+  ..."[UNK] [CLS] [SEP] [PAD] [MASK] ! ? , ' [ ] hello how are you hällo hallo héllo Héllo HeLLo HäLLo HaLLo"
+    .split(" "),
+  ..."Are yoU a ll to d of can t ah 博 推 zz mask x.y [FOO] foo οδοσ οδος".split(" "),
+];
+
+Deno.test("HF: full tokenizer on its test vocabulary (lowercase, accents, punctuation, WordPiece)", () => {
+  const hf = new WordPieceTokenizer(HF_VOCAB);
+  assert.deepEqual(hf.tokenize("UNwant\u00E9d,running"), ["un", "##want", "##ed", ",", "runn", "##ing"]);
+  assert.deepEqual(hf.tokenIds("UNwant\u00E9d,running"), [9, 6, 7, 12, 10, 11]);
+  // Clean-up: the soft hyphen (Cf) vanishes; "test" is not in the vocabulary.
+  assert.deepEqual(["Test", "\xad", "test"].map((t) => hf.tokenize(t)), [["[UNK]"], [], ["[UNK]"]]);
+});
+
+Deno.test("HF: a vocabulary without [PAD] is accepted; only padding fails, naming the vocabulary", () => {
+  const vocab = "[UNK] [CLS] [SEP] want ##want ##ed wa un runn ##ing".split(" ");
+  const hf = new WordPieceTokenizer(vocab, { source: "wp/vocab.txt" });
+  assert.deepEqual(hf.tokenize(""), []);
+  assert.deepEqual(hf.tokenize("unwanted running"), ["un", "##want", "##ed", "runn", "##ing"]);
+  assert.deepEqual(hf.tokenize("unwantedX running"), ["[UNK]", "runn", "##ing"]);
+  assert.equal(hf.padId, undefined);
+  assert.deepEqual(hf.encode("unwanted", undefined, { maxLen: 8 }).inputIds, [1, 7, 4, 5, 2]);
+  assert.throws(
+    () => hf.encode("unwanted", undefined, { maxLen: 8, pad: true }),
+    /cannot pad to 8: wp\/vocab\.txt has no pad token \[PAD\]; encode without padding/,
+  );
+});
+
+Deno.test("HF: lowercasing and accent stripping in all six combinations", () => {
+  const text = " \tHäLLo!how  \n Are yoU?  ";
+  const rest = ["!", "how"];
+  const cases: [TokenizerOptions, string[], string[]][] = [
+    [{}, ["hallo", ...rest, "are", "you", "?"], ["hello"]],
+    [{ stripAccents: true }, ["hallo", ...rest, "are", "you", "?"], ["hello"]],
+    [{ stripAccents: false }, ["hällo", ...rest, "are", "you", "?"], ["héllo"]],
+    [{ doLowerCase: false }, ["HäLLo", ...rest, "Are", "yoU", "?"], ["Héllo"]],
+    [{ doLowerCase: false, stripAccents: false }, ["HäLLo", ...rest, "Are", "yoU", "?"], ["Héllo"]],
+    [{ doLowerCase: false, stripAccents: true }, ["HaLLo", ...rest, "Are", "yoU", "?"], ["Hello"]],
+  ];
+  for (const [opts, want, wantHello] of cases) {
+    const tok = new WordPieceTokenizer([...WORDS, "Hello"], opts);
+    assert.deepEqual(tok.tokenize(text), want, JSON.stringify(opts));
+    assert.deepEqual(tok.tokenize("H\u00E9llo"), wantHello, JSON.stringify(opts));
+  }
+  assert.deepEqual(
+    new WordPieceTokenizer(WORDS, { doLowerCase: false }).tokenize(" \tHeLLo!how  \n Are yoU?  "),
+    ["HeLLo", "!", "how", "Are", "yoU", "?"],
+  );
+});
+
+Deno.test("HF: NFC first where accents are kept, so a decomposed é matches the vocabulary's é", () => {
+  const decomposed = "He\u0301llo"; // e + combining acute
+  assert.deepEqual(new WordPieceTokenizer(WORDS, { doLowerCase: false }).tokenize(decomposed), ["Héllo"]);
+  assert.deepEqual(new WordPieceTokenizer(WORDS, { stripAccents: false }).tokenize(decomposed), ["héllo"]);
+  assert.deepEqual(new WordPieceTokenizer(WORDS).tokenize(decomposed), ["hello"]);
+  // A singleton: U+212B ANGSTROM SIGN is canonically Å (U+00C5); cased and accent-keeping, it reads as Å.
+  assert.deepEqual(
+    new WordPieceTokenizer(["[UNK]", "[CLS]", "[SEP]", "\u00C5"], { doLowerCase: false })
+      .tokenize("\u212B"),
+    ["\u00C5"],
+  );
+});
+
+Deno.test("HF: punctuation, CJK and tokenize_chinese_chars", () => {
+  assert.deepEqual(new WordPieceTokenizer(WORDS).tokenize("a\n'll !!to?'d of, can't"), [
+    "a",
+    "'",
+    "ll",
+    "!",
+    "!",
+    "to",
+    "?",
+    "'",
+    "d",
+    "of",
+    ",",
+    "can",
+    "'",
+    "t",
+  ]);
+  assert.deepEqual(new WordPieceTokenizer(WORDS).tokenize("ah\u535A\u63A8zz"), [
+    "ah",
+    "\u535A",
+    "\u63A8",
+    "zz",
+  ]);
+  const zh = ["[UNK]", "[CLS]", "[SEP]", "的", "人", "有", "##人", "##有"];
+  assert.deepEqual(new WordPieceTokenizer(zh).tokenize("的人有"), ["的", "人", "有"]);
+  assert.deepEqual(new WordPieceTokenizer(zh, { tokenizeChineseChars: false }).tokenize("的人有"), [
+    "的",
+    "##人",
+    "##有",
+  ]);
+});
+
+Deno.test("HF: special tokens in the text stay whole, anywhere; split_special_tokens makes them text", () => {
+  const tok = new WordPieceTokenizer(WORDS);
+  assert.deepEqual(tok.tokenize("[CLS] Hello [MASK] how [SEP]"), [
+    "[CLS]",
+    "hello",
+    "[MASK]",
+    "how",
+    "[SEP]",
+  ]);
+  assert.deepEqual(tok.tokenIds("[PAD][UNK]"), [3, 0]);
+  // Inside a word too, and never lowercased; written in lowercase it is ordinary text.
+  assert.deepEqual(tok.tokenize("hello[MASK]how"), ["hello", "[MASK]", "how"]);
+  assert.deepEqual(tok.tokenize("[mask]"), ["[", "mask", "]"]);
+  const split = new WordPieceTokenizer(WORDS, { splitSpecialTokens: true });
+  assert.deepEqual(split.tokenize("hello [MASK]"), ["hello", "[", "mask", "]"]);
+  // A special token the vocabulary lacks is text (HF would give it an id past the vocabulary's end).
+  const noMask = new WordPieceTokenizer(WORDS.filter((w) => w !== "[MASK]"));
+  assert.deepEqual(noMask.tokenize("[MASK]"), ["[", "mask", "]"]);
+  // Renamed special tokens are the ones kept whole.
+  const renamed = new WordPieceTokenizer(["<unk>", "<s>", "</s>", "<pad>", "hello"], {
+    specialTokens: { unk: "<unk>", cls: "<s>", sep: "</s>", pad: "<pad>" },
+  });
+  assert.deepEqual(renamed.tokenize("hello</s>zz"), ["hello", "</s>", "<unk>"]);
+  assert.deepEqual(renamed.encode("hello", undefined, { maxLen: 4, pad: true }).inputIds, [1, 4, 2, 3]);
+});
+
+Deno.test("HF: never_split keeps a word whole after lowercasing, unsplit and not WordPiece'd", () => {
+  const cased = new WordPieceTokenizer(WORDS, { doLowerCase: false, neverSplit: ["[FOO]", "[BAR]"] });
+  assert.deepEqual(cased.tokenize(" \tHeLLo!how  \n Are yoU? [FOO]"), [
+    "HeLLo",
+    "!",
+    "how",
+    "Are",
+    "yoU",
+    "?",
+    "[FOO]",
+  ]);
+  // Kept whole only as a whole word; not in the vocabulary, it is [UNK] (not "[", "BAR", "]").
+  assert.deepEqual(cased.tokenize("[BAR] a[FOO]"), ["[UNK]", "a", "[", "[UNK]", "]"]);
+  // The text is lowercased before the check (as HF's base tokenizer does): a lowercase entry matches.
+  const lower = new WordPieceTokenizer(WORDS, { neverSplit: ["x.y", "[FOO]"] });
+  assert.deepEqual(lower.tokenize("X.Y x.y"), ["x.y", "x.y"]);
+  assert.deepEqual(lower.tokenize("[FOO]"), ["[", "foo", "]"]);
+});
+
+Deno.test("HF: lowercasing is per character, so a capital sigma becomes σ even at a word's end", () => {
+  assert.deepEqual(new WordPieceTokenizer(WORDS).tokenize("ΟΔΟΣ"), ["οδοσ"]);
+});
+
+Deno.test("HF: tokenizer_config.json fields are honoured; wrong types and do_basic_tokenize false refused", async () => {
+  const [dir, cleanup] = await tempDir();
+  try {
+    await Deno.writeTextFile(join(dir, "vocab.txt"), [...WORDS, "<unk>", "的", "##人"].join("\n"));
+    const config = (c: unknown) => Deno.writeTextFile(join(dir, "tokenizer_config.json"), JSON.stringify(c));
+    await config({
+      do_lower_case: false,
+      strip_accents: null,
+      tokenize_chinese_chars: false,
+      never_split: ["[FOO]"],
+      model_max_length: 6,
+      unk_token: { content: "<unk>", lstrip: false, normalized: false, __type: "AddedToken" },
+      tokenizer_class: "BertTokenizer",
+    });
+    const tok = await WordPieceTokenizer.fromModelDir(dir);
+    assert.deepEqual(tok.tokenize("HeLLo [FOO] 的人 qq"), ["HeLLo", "[FOO]", "的", "##人", "<unk>"]);
+    assert.equal(tok.modelMaxLength, 6);
+    assert.equal(tok.encode("a a a a a a a").inputIds.length, 6, "the default length is capped at 6");
+    assert.throws(
+      () => tok.encode("a", undefined, { maxLen: 7 }),
+      /maxLen 7 exceeds the model's limit of 6 tokens/,
+    );
+    // Explicit options win over the file.
+    assert.deepEqual((await WordPieceTokenizer.fromModelDir(dir, { doLowerCase: true })).tokenize("HeLLo"), [
+      "hello",
+    ]);
+    // transformers' "no limit" value.
+    await config({ model_max_length: 1000000000000000019884624838656, split_special_tokens: true });
+    const open = await WordPieceTokenizer.fromModelDir(dir);
+    assert.equal(open.modelMaxLength, Infinity);
+    assert.deepEqual(open.tokenize("[MASK]"), ["[", "mask", "]"]);
+    assert.equal(open.encode("a ".repeat(300)).inputIds.length, 128);
+
+    const bad: [unknown, RegExp][] = [
+      [{ do_lower_case: "yes" }, /tokenizer_config\.json: "do_lower_case" must be true or false, got "yes"/],
+      [{ never_split: "[FOO]" }, /"never_split" must be a list of strings/],
+      [{ model_max_length: 0 }, /"model_max_length" must be a positive integer, got 0/],
+      [{ pad_token: 3 }, /"pad_token" must be a string or \{"content": string\}/],
+      [{ do_basic_tokenize: false }, /"do_basic_tokenize": false is not supported/],
+    ];
+    for (const [c, re] of bad) {
+      await config(c);
+      await assert.rejects(WordPieceTokenizer.fromModelDir(dir), re, JSON.stringify(c));
+    }
+  } finally {
+    await cleanup();
+  }
 });
 
 // --- GLUE: agreement with the Python reference ------------------------------------------------------
