@@ -7,6 +7,7 @@ hub serves weights, so the tests can check that all three load to identical tens
   safetensors/  config.json, model.safetensors
   sharded/      config.json, model.safetensors.index.json, model-0000{1,2}-of-00002.safetensors
   pytorch/      config.json, pytorch_model.bin   (torch.save of the state dict: zip + pickle)
+  legacy/       config.json, pytorch_model.bin   (the same in the pre-1.6 format, pickles and storages in a row)
   evil.bin      torch.save of a dict whose value pickles as a call to os.system (never run by the loader)
   logits.json   input rows and this float64 reference's logits for them
 
@@ -150,6 +151,8 @@ def main():
     sd._metadata = OrderedDict([("", {"version": 1}), ("bert", {"version": 1})])
     write_config(os.path.join(OUT, "pytorch"))
     torch.save(sd, os.path.join(OUT, "pytorch", "pytorch_model.bin"))
+    write_config(os.path.join(OUT, "legacy"))
+    torch.save(sd, os.path.join(OUT, "legacy", "pytorch_model.bin"), _use_new_zipfile_serialization=False)
 
     torch.save(OrderedDict([("classifier.bias", torch.zeros(2)), ("payload", Evil())]), os.path.join(OUT, "evil.bin"))
 

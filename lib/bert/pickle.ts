@@ -63,12 +63,25 @@ const UNSUPPORTED: Record<number, string> = {
 
 /** Runs the pickle in `bytes` and returns the value STOP leaves. `source` names the pickle in errors. */
 export function unpickle(bytes: Uint8Array, source: string, opts: UnpickleOptions): unknown {
+  return unpickleAt(bytes, 0, source, opts).value;
+}
+
+/**
+ * Runs the pickle starting at `start` (files such as torch's legacy format hold several in a row) and
+ * returns its value and the offset just past its STOP.
+ */
+export function unpickleAt(
+  bytes: Uint8Array,
+  start: number,
+  source: string,
+  opts: UnpickleOptions,
+): { value: unknown; end: number } {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const utf8 = new TextDecoder("utf-8", { fatal: true });
   let stack: unknown[] = [];
   const marks: unknown[][] = [];
   const memo = new Map<number, unknown>();
-  let pos = 0;
+  let pos = start;
   let at = 0; // offset of the current opcode, for errors
 
   const fail = (msg: string): never => {
@@ -145,18 +158,14 @@ export function unpickle(bytes: Uint8Array, source: string, opts: UnpickleOption
     if (!Array.isArray(list)) fail(`APPEND(S) on a ${describe(list)}, not a list`);
     for (const item of items) (list as unknown[]).push(item);
   };
-  const int = (v: bigint): number => {
-    if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) {
-      fail(`integer ${v} does not fit a double exactly`);
-    }
-    return Number(v);
-  };
-  const long = (n: number): number => {
+  // Python ints of any size: a number when a double holds it exactly, else a bigint (torch's magic number).
+  const long = (n: number): number | bigint => {
     const b = take(n);
     let v = 0n;
     for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
     if (n > 0 && b[n - 1] & 0x80) v -= 1n << BigInt(8 * n); // two's complement
-    return int(v);
+    const safe = v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER);
+    return safe ? Number(v) : v;
   };
 
   while (true) {
@@ -172,7 +181,7 @@ export function unpickle(bytes: Uint8Array, source: string, opts: UnpickleOption
       case 0x2e: { // STOP
         const value = pop();
         if (marks.length > 0) fail("STOP inside an unclosed MARK");
-        return value;
+        return { value, end: pos };
       }
       case 0x28: // MARK
         marks.push(stack);
@@ -210,7 +219,7 @@ export function unpickle(bytes: Uint8Array, source: string, opts: UnpickleOption
         break;
       case 0x8b: { // LONG4
         const n = view.getInt32(need(4), true);
-        if (n < 0 || n > 8) fail(`LONG4 of ${n} bytes`);
+        if (n < 0 || n > 64) fail(`LONG4 of ${n} bytes`);
         stack.push(long(n));
         break;
       }
@@ -394,6 +403,7 @@ export function describe(v: unknown): string {
   if (v instanceof Map) return "dict";
   if (Array.isArray(v)) return "list";
   if (v instanceof Uint8Array) return "bytes";
+  if (typeof v === "bigint") return "int";
   if (typeof v === "object") return (v as object).constructor?.name ?? "object";
   return typeof v;
 }

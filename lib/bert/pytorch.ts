@@ -1,23 +1,32 @@
 /**
- * Reads `pytorch_model.bin`, the checkpoint format of `torch.save` since PyTorch 1.6: a zip (entries stored
- * uncompressed) holding `ARCHIVE/data.pkl`, a pickle of the state dict, and `ARCHIVE/data/KEY`, one entry
- * per storage (the flat buffer tensors view into). Each tensor in the pickle is
- * `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)` where the storage is a persistent
- * id `("storage", torch.FloatStorage, KEY, "cpu", numel)`: several tensors may view one storage (tied
- * weights, a fused QKV matrix split into views), at offsets and with any strides (a transposed weight).
+ * Reads `pytorch_model.bin`, what `torch.save(model.state_dict())` writes. Since PyTorch 1.6 that is a zip
+ * (entries stored uncompressed) holding `ARCHIVE/data.pkl`, a pickle of the state dict, and
+ * `ARCHIVE/data/KEY`, one entry per storage (the flat buffer tensors view into); before (and with
+ * `_use_new_zipfile_serialization=False`) it is the legacy format, pickles and storages in a row. Both
+ * are read. Each tensor in the pickle is `torch._utils._rebuild_tensor_v2(storage, offset, size, stride,
+ * ...)` where the storage is a persistent id `("storage", torch.FloatStorage, KEY, "cpu", numel)`:
+ * several tensors may view one storage (tied weights, a fused QKV matrix split into views), at offsets
+ * and with any strides (a transposed weight).
  *
- * The pickle runs through lib/bert/pickle.ts with only the globals a state dict needs allowed (below), so
+ * The pickles run through lib/bert/pickle.ts with only the globals a state dict needs allowed (below), so
  * a file that names anything else (`os.system`, `builtins.eval`) is refused without running anything.
  * float32, float16 and bfloat16 storages are read (as Float32Array); tensors of other dtypes (the int64
- * `position_ids` buffer) may only be skipped. The pre-1.6 format (a bare pickle stream) is refused with a
- * clear error.
+ * `position_ids` buffer) may only be skipped.
  *
  * ```ts
  * const tensors = await readPytorchBin("bert/pytorch_model.bin", { skip: (n) => n.startsWith("cls.") });
  * ```
  */
 import { listZip, readZipEntry, type ZipEntry } from "../glue/zip.ts";
-import { describe, type GlobalHandler, PyGlobal, PyTuple, unpickle } from "./pickle.ts";
+import {
+  describe,
+  type GlobalHandler,
+  PyGlobal,
+  PyTuple,
+  unpickle,
+  unpickleAt,
+  type UnpickleOptions,
+} from "./pickle.ts";
 import { decodeFloats, type DType, type ReadOptions, type TensorMap } from "./safetensors.ts";
 
 /** Torch's storage classes as they appear in persistent ids: element dtype and size in bytes. */
@@ -96,13 +105,16 @@ function torchGlobals(): Map<string, GlobalHandler> {
   return globals;
 }
 
-/** `("storage", torch.XStorage, key, location, numel)` -> a reference to `data/key`. */
+/**
+ * `("storage", torch.XStorage, key, location, numel)` -> a reference to storage `key`. The legacy format
+ * adds a sixth item, view metadata, which torch has written as None since 0.4 (storage views are gone).
+ */
 function storageRef(pid: unknown): StorageRef {
   const items = pid instanceof PyTuple ? pid.items : [];
-  const [kind, type, key, _location, numel] = items;
+  const [kind, type, key, _location, numel, view] = items;
   if (
-    items.length !== 5 || kind !== "storage" || !(type instanceof PyGlobal) || typeof key !== "string" ||
-    !isIndex(numel)
+    (items.length !== 5 && !(items.length === 6 && view === null)) || kind !== "storage" ||
+    !(type instanceof PyGlobal) || typeof key !== "string" || !isIndex(numel)
   ) {
     throw new Error(`persistent id is a ${describe(pid)}, not ("storage", type, key, location, numel)`);
   }
@@ -112,18 +124,10 @@ function storageRef(pid: unknown): StorageRef {
   return new StorageRef(key, type.name, numel);
 }
 
-/** Describes a file that is not a zip: the legacy torch format, or not a checkpoint at all. */
-function notZip(head: Uint8Array, path: string): Error {
-  // Legacy torch.save (before 1.6) starts with a pickled magic number, 0x1950a86a20f9469cfc6c.
-  const legacy = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
-  if (legacy.every((b, i) => head[i] === b)) {
-    return new Error(
-      `${path}: saved in PyTorch's legacy (pre-1.6) format, which is not supported; re-save it with a ` +
-        `newer PyTorch (torch.save(torch.load(f), f)) or convert it to model.safetensors`,
-    );
-  }
-  return new Error(`${path}: not a PyTorch checkpoint (expected a zip written by torch.save)`);
-}
+/** What the legacy format's first pickle holds: torch's magic number. */
+const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
+/** The bytes protocol 2 pickles it to (PROTO 2, LONG1 of 10 bytes). */
+const LEGACY_HEAD = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 
 /** Reads every tensor of a `torch.save`d state dict (those `opts.skip` accepts are not decoded). */
 export async function readPytorchBin(path: string, opts: ReadOptions = {}): Promise<TensorMap> {
@@ -136,37 +140,101 @@ export async function readPytorchBin(path: string, opts: ReadOptions = {}): Prom
   try {
     const head = new Uint8Array(16);
     const n = (await file.read(head)) ?? 0;
-    if (n < 4 || head[0] !== 0x50 || head[1] !== 0x4b || head[2] !== 0x03 || head[3] !== 0x04) {
-      throw notZip(head, path);
+    if (n >= 4 && head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04) {
+      return await readZipFormat(file, path, opts);
     }
-    const entries = new Map((await listZip(file, path)).map((e) => [e.name, e]));
-    const pickles = [...entries.keys()].filter((name) => /^[^/]+\/data\.pkl$/.test(name));
-    if (pickles.length !== 1) {
-      throw new Error(
-        `${path}: expected one ARCHIVE/data.pkl entry, found ${pickles.length}: not a torch.save checkpoint`,
-      );
-    }
-    const archive = pickles[0].slice(0, -"/data.pkl".length);
-    const order = entries.get(`${archive}/byteorder`);
-    if (order) {
-      const text = new TextDecoder().decode(await readZipEntry(file, order, path)).trim();
-      if (text !== "little") throw new Error(`${path}: byte order "${text}" is not supported (only little)`);
-    }
-    const source = `${path}: ${pickles[0]}`;
-    const root = unpickle(await readZipEntry(file, entries.get(pickles[0])!, path), source, {
-      globals: torchGlobals(),
-      persistentLoad: storageRef,
-    });
-    const refs = stateDict(root, source);
-    return await materialise(refs, opts, async (storage) => {
-      const name = `${archive}/data/${storage.key}`;
-      const entry: ZipEntry | undefined = entries.get(name);
-      if (!entry) throw new Error(`${path}: storage ${storage.key} (${name}) is missing from the archive`);
-      return await readZipEntry(file, entry, path);
-    }, path);
+    if (LEGACY_HEAD.every((b, i) => head[i] === b)) return await readLegacyFormat(path, opts);
+    throw new Error(
+      `${path}: not a PyTorch checkpoint (expected the zip or the legacy format torch.save writes)`,
+    );
   } finally {
     file.close();
   }
+}
+
+/** Since PyTorch 1.6: a zip of ARCHIVE/data.pkl and one entry per storage, ARCHIVE/data/KEY. */
+async function readZipFormat(file: Deno.FsFile, path: string, opts: ReadOptions): Promise<TensorMap> {
+  const entries = new Map((await listZip(file, path)).map((e) => [e.name, e]));
+  const pickles = [...entries.keys()].filter((name) => /^[^/]+\/data\.pkl$/.test(name));
+  if (pickles.length !== 1) {
+    throw new Error(
+      `${path}: expected one ARCHIVE/data.pkl entry, found ${pickles.length}: not a torch.save checkpoint`,
+    );
+  }
+  const archive = pickles[0].slice(0, -"/data.pkl".length);
+  const order = entries.get(`${archive}/byteorder`);
+  if (order) {
+    const text = new TextDecoder().decode(await readZipEntry(file, order, path)).trim();
+    if (text !== "little") throw new Error(`${path}: byte order "${text}" is not supported (only little)`);
+  }
+  const source = `${path}: ${pickles[0]}`;
+  const root = unpickle(await readZipEntry(file, entries.get(pickles[0])!, path), source, {
+    globals: torchGlobals(),
+    persistentLoad: storageRef,
+  });
+  return await materialise(stateDict(root, source), opts, async (storage) => {
+    const name = `${archive}/data/${storage.key}`;
+    const entry: ZipEntry | undefined = entries.get(name);
+    if (!entry) throw new Error(`${path}: storage ${storage.key} (${name}) is missing from the archive`);
+    return await readZipEntry(file, entry, path);
+  }, path);
+}
+
+/**
+ * Before PyTorch 1.6 (and with `_use_new_zipfile_serialization=False` since): five pickles in a row
+ * (magic number, protocol 1001, system info, the state dict, the list of storage keys), then each storage
+ * in that list's order as an 8-byte little-endian element count and its bytes. Many older hub
+ * checkpoints are in this format.
+ */
+async function readLegacyFormat(path: string, opts: ReadOptions): Promise<TensorMap> {
+  const bytes = await Deno.readFile(path);
+  const plain: UnpickleOptions = { globals: new Map() };
+  let pos = 0;
+  const next = (o = plain): unknown => {
+    const r = unpickleAt(bytes, pos, path, o);
+    pos = r.end;
+    return r.value;
+  };
+  if (next() !== LEGACY_MAGIC) throw new Error(`${path}: not a PyTorch checkpoint (wrong magic number)`);
+  const protocol = next();
+  if (protocol !== 1001) throw new Error(`${path}: legacy protocol ${protocol} is not supported (1001 is)`);
+  const info = next();
+  if (!(info instanceof Map) || info.get("little_endian") !== true) {
+    throw new Error(`${path}: not saved on a little-endian machine, which is all that is supported`);
+  }
+  const used = new Map<string, StorageRef>();
+  const root = next({
+    globals: torchGlobals(),
+    persistentLoad: (pid) => {
+      const ref = storageRef(pid);
+      used.set(ref.key, ref);
+      return ref;
+    },
+  });
+  const keys = next();
+  if (!Array.isArray(keys) || !keys.every((k) => typeof k === "string")) {
+    throw new Error(`${path}: the storage key list is a ${describe(keys)}, not a list of names`);
+  }
+  const storages = new Map<string, Uint8Array>();
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (const key of keys as string[]) {
+    const ref = used.get(key);
+    if (!ref) throw new Error(`${path}: storage ${key} is listed but no tensor uses it`);
+    if (pos + 8 > bytes.length) throw new Error(`${path}: truncated before storage ${key}`);
+    const numel = view.getBigUint64(pos, true);
+    if (numel !== BigInt(ref.numel)) {
+      throw new Error(`${path}: storage ${key} holds ${numel} elements, the state dict says ${ref.numel}`);
+    }
+    const length = ref.numel * STORAGES[ref.type].bytes;
+    if (pos + 8 + length > bytes.length) throw new Error(`${path}: truncated inside storage ${key}`);
+    storages.set(key, bytes.subarray(pos + 8, pos + 8 + length));
+    pos += 8 + length;
+  }
+  return await materialise(stateDict(root, path), opts, (storage) => {
+    const data = storages.get(storage.key);
+    if (!data) throw new Error(`${path}: storage ${storage.key} is not in the file's storage list`);
+    return Promise.resolve(data);
+  }, path);
 }
 
 /** The pickled value as name -> tensor, or an error saying what it holds instead. */

@@ -1,7 +1,8 @@
 /**
  * The weights of a model folder, in whichever of the three formats the Hugging Face hub serves them,
  * preferred in the order transformers prefers them: `model.safetensors`, sharded safetensors
- * (`model.safetensors.index.json` + shards), `pytorch_model.bin` (torch.save's zip + pickle). The hub
+ * (`model.safetensors.index.json` + shards), `pytorch_model.bin` (torch.save's zip + pickle, or its
+ * legacy format). The hub
  * download (lib/bert/hub.ts) fetches in the same order, so what it fetched is what loads.
  *
  * ```ts

@@ -15,6 +15,7 @@ Deno.test("plain data: ints of every width, floats, strings, bytes, lists, tuple
   p.op(0x4b, 1).int(-2).op(0x4d, 0x2c, 0x01); // BININT1 1, BININT -2, BININT2 300
   p.op(0x8a, 6, 0, 0, 0, 0, 0, 1); // LONG1 2**40
   p.op(0x8a, 2, 0x7f, 0xff); // LONG1 -129
+  p.op(0x8a, 9, 0, 0, 0, 0, 0, 0, 0, 0, 1); // LONG1 2**64: beyond a double's integers, so a bigint
   p.op(0x65); // APPENDS
   p.str("b").mark();
   p.op(0x47, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0); // BINFLOAT 1.5 (big-endian)
@@ -24,7 +25,7 @@ Deno.test("plain data: ints of every width, floats, strings, bytes, lists, tuple
   p.str("c").op(0x68, 1); // BINGET 1
   p.op(0x75); // SETITEMS
   const value = unpickle(p.bytes(), "t.pkl", none) as Map<string, unknown>;
-  const list = [1, -2, 300, 2 ** 40, -129];
+  const list = [1, -2, 300, 2 ** 40, -129, 2n ** 64n];
   assert.deepEqual(value.get("a"), list);
   assert.deepEqual(value.get("b"), new PyTuple([1.5, "héllo", new Uint8Array([1, 2]), null, true]));
   assert.equal(value.get("c"), value.get("a"), "the memo returns the same list object");

@@ -1,7 +1,7 @@
 /**
- * One tiny BERT saved by PyTorch as model.safetensors, as sharded safetensors and with torch.save
- * (tests/fixtures/formats, made by tools/make_formats.py): each folder loads to bitwise the same tensors
- * and logits, and those logits match PyTorch's.
+ * One tiny BERT saved by PyTorch as model.safetensors, as sharded safetensors and with torch.save (zip
+ * and legacy format) (tests/fixtures/formats, made by tools/make_formats.py): each folder loads to
+ * bitwise the same tensors and logits, and those logits match PyTorch's.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -12,7 +12,7 @@ import { findWeights, readWeights } from "../../lib/bert/weights.ts";
 import { tempDir } from "../env.ts";
 
 const FORMATS = join(import.meta.dirname!, "..", "fixtures", "formats");
-const FOLDERS = ["safetensors", "sharded", "pytorch"] as const;
+const FOLDERS = ["safetensors", "sharded", "pytorch", "legacy"] as const;
 
 interface Reference {
   rows: { input_ids: number[]; token_type_ids: number[]; attention_mask: number[] }[];
@@ -22,7 +22,7 @@ interface Reference {
 Deno.test("each folder is found in its format", async () => {
   assert.deepEqual(
     await Promise.all(FOLDERS.map(async (f) => (await findWeights(join(FORMATS, f))).format)),
-    ["safetensors", "sharded safetensors", "pytorch_model.bin"],
+    ["safetensors", "sharded safetensors", "pytorch_model.bin", "pytorch_model.bin"],
   );
   // The .bin also holds the int64 position_ids (refused unless skipped) and the tied MLM decoder.
   const bin = join(FORMATS, "pytorch");
@@ -37,7 +37,7 @@ Deno.test("each folder is found in its format", async () => {
   );
 });
 
-Deno.test("the three formats load to identical tensors and identical logits, equal to PyTorch's", async () => {
+Deno.test("the three formats (and legacy .bin) load to identical tensors and logits, equal to PyTorch's", async () => {
   const ref: Reference = JSON.parse(await Deno.readTextFile(join(FORMATS, "logits.json")));
   const batch = batchFromEncoded(
     ref.rows.map((r) => ({
@@ -69,6 +69,7 @@ Deno.test("the three formats load to identical tensors and identical logits, equ
   assert.deepEqual(loaded.map((l) => l.ck.skipped), [
     ["bert.embeddings.position_ids"],
     ["bert.embeddings.position_ids"],
+    ["bert.embeddings.position_ids", "cls.predictions.bias", "cls.predictions.decoder.weight"],
     ["bert.embeddings.position_ids", "cls.predictions.bias", "cls.predictions.decoder.weight"],
   ]);
   const want = ref.logits.flat();
