@@ -272,7 +272,14 @@ async function fetchWeights(
     const files = [first];
     if (format === "sharded safetensors") {
       const indexPath = join(dir, file);
-      const index = parseShardIndex(await Deno.readTextFile(indexPath), indexPath);
+      let index;
+      try {
+        index = parseShardIndex(await Deno.readTextFile(indexPath), indexPath);
+      } catch (err) {
+        // A bad index just fetched is not kept: the next run would take it for a download in progress.
+        if (first.status === "downloaded") await Deno.remove(indexPath).catch(() => {});
+        throw err;
+      }
       for (const shard of index.shards) {
         try {
           files.push(await fetchOne(shard, dir, ctx));

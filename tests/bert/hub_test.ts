@@ -409,6 +409,11 @@ Deno.test("a shard index naming a missing shard or a path outside the folder is 
       /maps to "\.\.\/\.\.\/escape\.safetensors", not a \.safetensors file name in the same folder/,
     );
     assert.ok(!hub.log.some((r) => r.path.includes("escape")));
+    assert.deepEqual(
+      listDir(modelCacheDir(ID, cache)),
+      ["config.json", "vocab.txt"],
+      "the bad index is not kept",
+    );
   });
 });
 
