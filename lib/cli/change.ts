@@ -10,10 +10,9 @@
  * deno task normtune change --base bert-tiny-mlm --delta runs/x/delta.safetensors --out change.json
  * ```
  */
-import { join } from "node:path";
 import { loadCheckpoint } from "../bert/checkpoint.ts";
 import { CLASSIFIER } from "../bert/names.ts";
-import { readSafetensors } from "../bert/safetensors.ts";
+import { readWeights } from "../bert/weights.ts";
 import { loadWithDelta } from "../tuning/delta.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";
 import { modelDir } from "../util/paths.ts";
@@ -22,8 +21,8 @@ import { parseFlags, UsageError } from "./flags.ts";
 
 /** The number of labels of a fine-tuned folder: its classifier's rows. */
 async function numLabelsOf(dir: string): Promise<number> {
-  const file = join(dir, "model.safetensors");
-  const head = (await readSafetensors(file)).get(`${CLASSIFIER}.weight`);
+  const { path: file, tensors } = await readWeights(dir, { skip: (name) => name !== `${CLASSIFIER}.weight` });
+  const head = tensors.get(`${CLASSIFIER}.weight`);
   if (!head || head.shape.length !== 2) {
     throw new Error(
       `${file}: no "${CLASSIFIER}.weight" [numLabels, hidden] tensor; is it a fine-tuned classifier?`,

@@ -10,7 +10,9 @@
  * await modelIdentity("../shared/models/bert-tiny-mlm"); // { sha256: "...", bytes: 17737792 }
  * ```
  */
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
+import { parseShardIndex } from "../bert/sharded.ts";
+import { findWeights } from "../bert/weights.ts";
 import { join } from "node:path";
 
 /** Hex characters of a cell id (64 bits: collisions are not a concern for grids of thousands). */
@@ -107,9 +109,11 @@ const SAMPLE = 1 << 20;
  * the weights file's size, its first MB (the safetensors header: every name, shape and offset) and its
  * last MB. Two checkpoints that differ only in the middle of the file would collide; for released or
  * trained checkpoints that does not happen in practice, and reading 440 MB per grid build would.
+ * Whatever format `findWeights` picks is hashed this way; sharded safetensors hash their index and then
+ * each shard's size and sampled ends, in the index's order.
  */
 export async function modelIdentity(dir: string): Promise<FileIdentity> {
-  const weights = join(dir, "model.safetensors");
+  const { format, path: weights } = await findWeights(dir);
   const configStat = await statOf(join(dir, "config.json"));
   const configKey = `${configStat.size}\0${configStat.mtime?.getTime() ?? 0}`;
   return cached(weights, async (stat) => {
@@ -121,21 +125,38 @@ export async function modelIdentity(dir: string): Promise<FileIdentity> {
       throw new Error(`${join(dir, "config.json")}: cannot read (${(err as Error).message})`);
     }
     hash.update(config);
-    hash.update(`\0${stat.size}\0`);
-    using file = await Deno.open(weights);
-    const readAt = async (offset: number, length: number) => {
-      const buf = new Uint8Array(length);
-      await file.seek(offset, Deno.SeekMode.Start);
-      let got = 0;
-      while (got < length) {
-        const n = await file.read(buf.subarray(got));
-        if (n === null) break;
-        got += n;
-      }
-      return buf.subarray(0, got);
-    };
-    hash.update(await readAt(0, Math.min(SAMPLE, stat.size)));
-    if (stat.size > SAMPLE) hash.update(await readAt(Math.max(SAMPLE, stat.size - SAMPLE), SAMPLE));
-    return { sha256: hash.digest("hex"), bytes: stat.size };
+    if (format !== "sharded safetensors") {
+      await hashSampled(hash, weights, stat.size);
+      return { sha256: hash.digest("hex"), bytes: stat.size };
+    }
+    const indexText = await Deno.readTextFile(weights);
+    hash.update(indexText);
+    let bytes = stat.size;
+    for (const shard of parseShardIndex(indexText, weights).shards) {
+      const path = join(dir, shard);
+      const size = (await statOf(path)).size;
+      await hashSampled(hash, path, size);
+      bytes += size;
+    }
+    return { sha256: hash.digest("hex"), bytes };
   }, configKey);
+}
+
+/** Adds a file's size, its first MB and its last MB to `hash`. */
+async function hashSampled(hash: Hash, path: string, size: number): Promise<void> {
+  hash.update(`\0${size}\0`);
+  using file = await Deno.open(path);
+  const readAt = async (offset: number, length: number) => {
+    const buf = new Uint8Array(length);
+    await file.seek(offset, Deno.SeekMode.Start);
+    let got = 0;
+    while (got < length) {
+      const n = await file.read(buf.subarray(got));
+      if (n === null) break;
+      got += n;
+    }
+    return buf.subarray(0, got);
+  };
+  hash.update(await readAt(0, Math.min(SAMPLE, size)));
+  if (size > SAMPLE) hash.update(await readAt(Math.max(SAMPLE, size - SAMPLE), SAMPLE));
 }

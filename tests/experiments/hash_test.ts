@@ -132,7 +132,36 @@ Deno.test("modelIdentity covers config.json, size, and both ends of the weights"
     tail[tail.length - 10] ^= 1;
     assert.notEqual(await write('{"hidden_size":128}', tail, 5), base);
     assert.notEqual(await write('{"hidden_size":128}', weights.slice(0, weights.length - 1), 6), base);
-    await assert.rejects(() => modelIdentity(join(dir, "nope")), /config\.json: cannot read/);
+    await assert.rejects(
+      () => modelIdentity(join(dir, "nope")),
+      /nope: no weights: expected model\.safetensors/,
+    );
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("modelIdentity reads every weights format, a sharded checkpoint through all its shards", async () => {
+  const fixtures = new URL("../fixtures/formats/", import.meta.url).pathname;
+  const ids = new Map<string, string>();
+  for (const format of ["safetensors", "sharded", "pytorch", "legacy"]) {
+    ids.set(format, (await modelIdentity(join(fixtures, format))).sha256);
+  }
+  assert.equal(new Set(ids.values()).size, 4, "each file layout is its own identity");
+  const [dir, cleanup] = await tempDir();
+  try {
+    for (const entry of Deno.readDirSync(join(fixtures, "sharded"))) {
+      await Deno.copyFile(join(fixtures, "sharded", entry.name), join(dir, entry.name));
+    }
+    assert.equal((await modelIdentity(dir)).sha256, ids.get("sharded"));
+    // Change the second shard's last byte: only that shard's bytes differ.
+    const shard = join(dir, "model-00002-of-00002.safetensors");
+    const bytes = await Deno.readFile(shard);
+    bytes[bytes.length - 1] ^= 1;
+    await Deno.writeFile(shard, bytes);
+    const later = new Date(Date.now() + 10_000);
+    await Deno.utime(join(dir, "model.safetensors.index.json"), later, later);
+    assert.notEqual((await modelIdentity(dir)).sha256, ids.get("sharded"));
   } finally {
     await cleanup();
   }
