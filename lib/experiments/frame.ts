@@ -8,6 +8,10 @@
  * addon per platform, all on npm). danfojs does not install (a dependency outside npm and a native
  * tfjs-node 3); arquero 8.0.3 fails `deno install` too (README).
  *
+ * The import is the bare `nodejs-polars` of the project's deno.json: a Deno kernel finds that file from
+ * the notebook's folder upwards, so notebooks inside the project (notebooks/) can use this module; one
+ * in a folder outside it gets `Import "nodejs-polars" not a dependency`.
+ *
  * ```ts
  * import pl from "nodejs-polars";
  * const df = resultsFrame(await loadResults());

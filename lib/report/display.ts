@@ -148,13 +148,15 @@ export function tableBundle(rows: readonly Row[], opts: TableOptions = {}): Medi
 }
 
 /**
- * What `frameBundle` needs of a DataFrame: its size and its first rows as plain objects. A polars
+ * What `frameBundle` needs of a DataFrame: its size and a slice of its rows as plain objects. A polars
  * DataFrame (lib/experiments/frame.ts) has them; this module does not import the DataFrame library.
+ * (`slice`, not `head`: a polars column hides the method of its name, and a pivot on `method` has a
+ * column `head`, the head-only control.)
  */
 export interface FrameLike {
   height: number;
   width: number;
-  head(n: number): { toRecords(): Row[] };
+  slice(offset: number, length: number): { toRecords(): Row[] };
 }
 
 export interface FrameOptions extends TableOptions {
@@ -170,7 +172,12 @@ export function frameBundle(df: FrameLike, opts: FrameOptions = {}): MediaBundle
     ? `first ${shown} of ${df.height} rows, ${df.width} columns`
     : `${df.height} rows, ${df.width} columns`;
   const caption = table.caption ? `${table.caption} (${size})` : size;
-  return tableBundle(df.head(shown).toRecords(), { ...table, caption });
+  if (typeof df.slice !== "function") {
+    throw new Error(
+      'frameBundle: the frame\'s `slice` is not a method (a column named "slice" hides it); rename it',
+    );
+  }
+  return tableBundle(df.slice(0, shown).toRecords(), { ...table, caption });
 }
 
 /** The MIME bundle for Markdown. */

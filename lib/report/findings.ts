@@ -805,11 +805,12 @@ export function controlCheck(data: StudyData, spec: ControlSpec): FindingResult 
   const groups = [...mainScores(data), ...controlScores(data)];
   const primary = spec.comparisons.find((c) => c.primary)!;
   const all: (ScoreGroup | undefined)[] = [];
+  const leftOut: string[] = [];
   for (const task of tasksOf(groups)) {
     const main = findScore(groups, task, primary.method), ctl = findScore(groups, task, primary.control);
     if (!main || !ctl) {
       if (main || ctl) {
-        d.notes.push(`${task}: left out, no ${label(main ? primary.control : primary.method)} runs.`);
+        leftOut.push(`${task}: left out, no ${label(main ? primary.control : primary.method)} runs.`);
       }
       continue;
     }
@@ -851,7 +852,8 @@ export function controlCheck(data: StudyData, spec: ControlSpec): FindingResult 
         : undefined,
     });
   }
-  d.notes.push(...seedNote(all));
+  // Per-task gaps only when some task was judged (else the summary says it all).
+  d.notes.push(...leftOut, ...seedNote(all));
   return finish(data, d);
 }
 

@@ -74,6 +74,11 @@ Deno.test("frameBundle: a polars DataFrame as a table of its first rows, the siz
     "first 4 of 500 rows, 1 columns\n\n|   i |\n| --: |\n|   0 |\n|   1 |\n|   2 |\n|   3 |",
   );
   assert.ok((frameBundle(long)["text/html"] as string).split("<tr>").length - 1 === 21, "header + 20 rows");
+  // A column named like a DataFrame method (a pivot on method has "head") hides that method in polars.
+  const pivot = pl.DataFrame({ task: ["RTE"], head: [0.5], layernorm: [0.625] });
+  assert.equal(typeof pivot.head, "object", "polars hands back the column");
+  assert.ok((frameBundle(pivot)["text/plain"] as string).endsWith("| RTE  | 0.500 |     0.625 |"));
+  assert.throws(() => frameBundle(pl.DataFrame({ slice: [1] })), /a column named "slice" hides it/);
 });
 
 /**

@@ -256,6 +256,7 @@ Deno.test("controls C2, C3: pretrained beats random init, per task; random init 
   // No head-only runs: C1 could not be judged, and no verdict is invented.
   assert.equal(c1.verdict, "not enough data");
   assert.equal(c1.checks.length, 0);
+  assert.deepEqual(c1.notes, [], "no per-task 'left out' notes when nothing was judged");
   assert.match(c1.summary, /could not be judged, no task has both LayerNorm and Head only runs/);
   // A profile that declares the control points at the grid instead.
   assert.match(evaluateControls(study({ profile: "smoke" }))[0].summary, /--grid main --profile smoke/);
