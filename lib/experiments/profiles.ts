@@ -116,6 +116,22 @@ const ALL_TASKS: TaskName[] = ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", 
 
 const COMMON = { evalBatchSize: 64, warmup: 0.06, weightDecay: 0.01, clip: 1 };
 
+/** Every class but full fine-tuning: few trained parameters, so a larger rate and more epochs. */
+const SPARSE_CLASSES = ["bitfit", "layernorm", "layernorm-output", "mask", "head", "head-pooler"] as const;
+
+/** One value for every sparse class. */
+function sparse(value: number): Record<typeof SPARSE_CLASSES[number], number> {
+  return Object.fromEntries(SPARSE_CLASSES.map((c) => [c, value])) as Record<
+    typeof SPARSE_CLASSES[number],
+    number
+  >;
+}
+
+/** A learning rate or epoch count per class: one for full fine-tuning, one for every sparse class. */
+function fullAndSparse(full: number, sparseValue: number): Record<TrainClass, number> {
+  return { full, ...sparse(sparseValue) };
+}
+
 /**
  * Seconds per cost unit with bert-tiny-mlm on the wasm backend, one core (CPU time measured on the
  * 2-core development machine: LayerNorm-only ~33 ms per unit, full fine-tuning ~1.5x that, Fisher of
@@ -137,24 +153,8 @@ export const PROFILES: Record<ProfileName, Profile> = {
       batchSize: 16,
       maxTrain: 64,
       maxDev: 64,
-      lr: {
-        full: 1e-4,
-        bitfit: 1e-3,
-        layernorm: 1e-3,
-        "layernorm-output": 1e-3,
-        mask: 1e-3,
-        head: 1e-3,
-        "head-pooler": 1e-3,
-      },
-      epochs: {
-        full: 1,
-        bitfit: 1,
-        layernorm: 1,
-        "layernorm-output": 1,
-        mask: 1,
-        head: 1,
-        "head-pooler": 1,
-      },
+      lr: fullAndSparse(1e-4, 1e-3),
+      epochs: fullAndSparse(1, 1),
     },
     fisher: { examples: 32, params: "all", labels: "true", seed: 0, maxLen: 64 },
     topk: [10, 100],
@@ -177,24 +177,8 @@ export const PROFILES: Record<ProfileName, Profile> = {
       maxLen: 128,
       batchSize: 32,
       maxTrain: { "SST-2": 8000 },
-      lr: {
-        full: 1e-4,
-        bitfit: 1e-3,
-        layernorm: 1e-3,
-        "layernorm-output": 1e-3,
-        mask: 1e-3,
-        head: 1e-3,
-        "head-pooler": 1e-3,
-      },
-      epochs: {
-        full: 2,
-        bitfit: 2,
-        layernorm: 2,
-        "layernorm-output": 2,
-        mask: 2,
-        head: 2,
-        "head-pooler": 2,
-      },
+      lr: fullAndSparse(1e-4, 1e-3),
+      epochs: fullAndSparse(2, 2),
     },
     fisher: { examples: 512, params: "all", labels: "true", seed: 0, maxLen: 128 },
     topk: [1, 5, 10, 25, 50, 100],
@@ -215,29 +199,13 @@ export const PROFILES: Record<ProfileName, Profile> = {
       maxLen: 128,
       batchSize: 32,
       maxTrain: {},
-      lr: {
-        full: 2e-5,
-        bitfit: 1e-3,
-        layernorm: 1e-3,
-        "layernorm-output": 1e-3,
-        mask: 1e-3,
-        head: 1e-3,
-        "head-pooler": 1e-3,
-      },
-      epochs: {
-        full: 3,
-        bitfit: 10,
-        layernorm: 10,
-        "layernorm-output": 10,
-        mask: 10,
-        head: 10,
-        "head-pooler": 10,
-      },
+      lr: fullAndSparse(2e-5, 1e-3),
+      epochs: fullAndSparse(3, 10),
       epochsByTask: {
-        QQP: { bitfit: 3, layernorm: 3, "layernorm-output": 3, mask: 3, head: 3, "head-pooler": 3 },
-        MNLI: { bitfit: 3, layernorm: 3, "layernorm-output": 3, mask: 3, head: 3, "head-pooler": 3 },
-        QNLI: { bitfit: 3, layernorm: 3, "layernorm-output": 3, mask: 3, head: 3, "head-pooler": 3 },
-        "SST-2": { bitfit: 3, layernorm: 3, "layernorm-output": 3, mask: 3, head: 3, "head-pooler": 3 },
+        QQP: sparse(3),
+        MNLI: sparse(3),
+        QNLI: sparse(3),
+        "SST-2": sparse(3),
       },
     },
     fisher: { examples: 1024, params: "all", labels: "true", seed: 0, maxLen: 128 },
