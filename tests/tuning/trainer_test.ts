@@ -255,6 +255,7 @@ Deno.test("finetune: mask mode trains only the masked elements; STS-B regression
 
 Deno.test("finetune --init random: starts from BERT's init (per seed), delta holds every tensor, identity differs", async () => {
   const w = await tinyWorld(32, 12);
+  const tensorsBefore = tf.memory().numTensors;
   try {
     const opts = {
       model: w.model,
@@ -270,6 +271,7 @@ Deno.test("finetune --init random: starts from BERT's init (per seed), delta hol
       quiet: true,
     };
     const r = await finetune(opts);
+    assert.equal(tf.memory().numTensors, tensorsBefore, "finetune leaked tensors");
     assert.equal(r.config.identity.init, "random");
     const { tensors: delta, info } = await readDelta(r.deltaPath);
     assert.equal(info.init, "random");
