@@ -70,7 +70,7 @@ export function initTensor(
 
 /** FNV-1a, so each fresh tensor gets its own stream: the classifier's init then does not depend on
  * whether the pooler happened to be in the file. */
-function hashName(name: string): number {
+export function hashName(name: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
   return h >>> 0;

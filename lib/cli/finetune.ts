@@ -7,9 +7,13 @@
  *   --max-train 500 --out runs/rte-ln
  * ```
  *
+ * `--init random` trains the same architecture from BERT's random initialisation (seeded by `--seed`)
+ * instead of the checkpoint's weights: the control for what pretraining gives (with any mode).
+ *
  * Run again with the same arguments, it resumes from the last saved state (or, once finished, prints the
  * saved result); `--fresh` starts over.
  */
+import { INIT_NAMES, type InitName } from "../bert/init.ts";
 import { type BackendName, BACKENDS } from "../tf.ts";
 import { describeCounts, MODE_NAMES } from "../tuning/modes.ts";
 import { finetune, type RunResult } from "../tuning/trainer.ts";
@@ -20,6 +24,7 @@ const SPEC = {
   task: "string",
   mode: "string",
   mask: "string",
+  init: "string",
   lr: "number",
   epochs: "number",
   "batch-size": "number",
@@ -57,11 +62,16 @@ export async function run(args: string[]): Promise<void> {
   if (!(MODE_NAMES as readonly string[]).includes(mode)) {
     throw new UsageError(`--mode ${mode} is not a tuning mode; use one of ${MODE_NAMES.join(", ")}`);
   }
+  const init = f.optionalString("init");
+  if (init !== undefined && !(INIT_NAMES as readonly string[]).includes(init)) {
+    throw new UsageError(`--init ${init} is not an initialisation; use one of ${INIT_NAMES.join(", ")}`);
+  }
   const result = await finetune({
     model: f.string("model"),
     task: f.string("task"),
     mode,
     mask: f.optionalString("mask"),
+    init: init as InitName | undefined,
     lr: f.optionalNumber("lr"),
     epochs: f.optionalNumber("epochs"),
     batchSize: f.optionalNumber("batch-size"),
@@ -99,7 +109,9 @@ export function summary(r: RunResult): string {
   const m = r.metrics, id = r.config.identity;
   const last = m.epochs.at(-1);
   return [
-    `${id.task} ${id.mode} (lr ${id.lr}, seed ${id.seed}, ${m.steps} steps, backend ${id.backend})`,
+    `${id.task} ${id.mode}${
+      id.init === "random" ? " from random init" : ""
+    } (lr ${id.lr}, seed ${id.seed}, ${m.steps} steps, backend ${id.backend})`,
     `  best epoch ${m.bestEpoch}/${m.epochs.length}: ${fmt(m.best)}`,
     `  final: ${fmt(m.final)}; train loss ${last ? last.trainLoss.toFixed(4) : "-"}`,
     `  ${describeCounts(m.trainable)}`,

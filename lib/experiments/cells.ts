@@ -88,6 +88,7 @@ async function runFinetune(ctx: CellContext, env: ExecEnv) {
     task: c.task,
     mode: c.mode,
     mask: maskDep ? join(maskDep.dir, ARTEFACTS.mask) : undefined,
+    init: c.init,
     lr: c.lr,
     epochs: c.epochs,
     batchSize: c.batchSize,
@@ -111,6 +112,7 @@ async function runFinetune(ctx: CellContext, env: ExecEnv) {
     result: roundAll({
       task: task.name,
       mode: c.mode,
+      ...(c.init ? { init: c.init } : {}),
       seed: c.seed,
       ...(c.mask ? { mask: { ...c.mask, selected: maskResult?.selected, share: maskResult?.share } } : {}),
       metric: task.mainMetric,

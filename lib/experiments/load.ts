@@ -12,7 +12,12 @@
  * const r = await loadResults();                 // NORMTUNE_RESULTS, else results/<NORMTUNE_PROFILE|cpu>
  * const main = r.finetune.filter((x) => !x.config.mask);
  * summarize(main, ["task", "mode"]);             // [{ task, mode, n, mean, std, values, seeds }, ...]
+ * finetuneRows(r);                               // one flat row per fine-tuning cell (task, method, lr, ...)
  * ```
+ *
+ * As a DataFrame (polars) for filtering, grouping and pivoting in a notebook cell: `resultsFrame(r)` in
+ * lib/experiments/frame.ts, built from `finetuneRows`. It lives apart so that this module, the views and
+ * the verdict rules (lib/report/findings.ts) never load the DataFrame library.
  */
 import { join } from "node:path";
 import type { ChangeRecord } from "../analysis/change.ts";
@@ -36,7 +41,16 @@ export interface MaskSpecRecord {
 }
 
 export type FinetuneRecord = TypedRecord<
-  { task: string; mode: string; seed: number; mask?: MaskSpecRecord; lr: number; epochs: number },
+  {
+    task: string;
+    mode: string;
+    seed: number;
+    mask?: MaskSpecRecord;
+    lr: number;
+    epochs: number;
+    /** Present only for runs from random initialisation (`"random"`). */
+    init?: "random";
+  },
   {
     task: string;
     mode: string;
@@ -91,6 +105,15 @@ export interface Results {
   grid(name: string): CellRecord[];
 }
 
+/** Manifests in study order (fisher, main, change, topk, crosstask; then any other grid by name). */
+function inStudyOrder(grids: Record<string, GridManifest>): GridManifest[] {
+  const rank = (g: string) => {
+    const i = (GRID_NAMES as readonly string[]).indexOf(g);
+    return i < 0 ? GRID_NAMES.length : i;
+  };
+  return Object.values(grids).sort((a, b) => rank(a.grid) - rank(b.grid) || a.grid.localeCompare(b.grid));
+}
+
 export interface LoadOptions {
   /** Profile name (default NORMTUNE_PROFILE, else cpu). */
   profile?: string;
@@ -116,17 +139,9 @@ export async function loadResults(opts: LoadOptions | string = {}): Promise<Resu
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
-  // Study order (fisher, main, change, topk, crosstask; then any other grid), cells in grid order.
-  const rank = (g: string) => {
-    const i = (GRID_NAMES as readonly string[]).indexOf(g);
-    return i < 0 ? GRID_NAMES.length : i;
-  };
+  // Study order, cells in grid order.
   const order = new Map<string, number>();
-  for (
-    const m of Object.values(grids).sort((a, b) =>
-      rank(a.grid) - rank(b.grid) || a.grid.localeCompare(b.grid)
-    )
-  ) {
+  for (const m of inStudyOrder(grids)) {
     for (const id of m.closure) if (!order.has(id)) order.set(id, order.size);
   }
   const useAll = o.includeStale || order.size === 0;
@@ -211,5 +226,108 @@ export function summarize(
     const row: SummaryRow = { n, mean, std, values, seeds: list.map((r) => Number(field(r, "seed"))) };
     for (const k of by) row[k] = field(list[0], k);
     return row;
+  });
+}
+
+/** Where a fine-tuning started from: the checkpoint (`pretrained`) or BERT's random initialisation. */
+export function initOf(rec: CellRecord): "pretrained" | "random" {
+  return rec.config.init === "random" ? "random" : "pretrained";
+}
+
+/**
+ * A fine-tuning's method: the mask method for masked runs (`fisher`, `random`, `union`), else the mode,
+ * suffixed `-random-init` when it started from random weights (`full-random-init`), so that a control
+ * never pools with the pretrained runs of its mode.
+ */
+export function methodOf(rec: FinetuneRecord): string {
+  if (rec.config.mask) return rec.config.mask.method;
+  const mode = String(rec.config.mode);
+  return initOf(rec) === "random" ? `${mode}-random-init` : mode;
+}
+
+/** One fine-tuning cell as a flat row: what a table or DataFrame of the results holds. */
+export interface FinetuneRow {
+  id: string;
+  /** The first grid (study order) that lists the cell, or null without manifests. */
+  grid: string | null;
+  task: string;
+  /** `methodOf`: mode, mask method, or mode + `-random-init`. */
+  method: string;
+  mode: string;
+  init: "pretrained" | "random";
+  /** Mask size in % of LayerNorm (masked runs), else null. */
+  k: number | null;
+  /** A random mask's seed, else null. */
+  maskSeed: number | null;
+  lr: number;
+  epochs: number;
+  seed: number;
+  metric: string;
+  /** Main dev score of the best epoch (0..1), and of the last epoch. */
+  score: number;
+  finalScore: number;
+  bestEpoch: number;
+  steps: number;
+  trainSeconds: number;
+  /** Trained encoder elements (every `bert.*` parameter; the head apart) and their share of the encoder. */
+  encoderTrainable: number;
+  encoderShare: number;
+}
+
+/** The row's columns, in order (also for an empty table). */
+export const FINETUNE_COLUMNS: readonly (keyof FinetuneRow)[] = [
+  "id",
+  "grid",
+  "task",
+  "method",
+  "mode",
+  "init",
+  "k",
+  "maskSeed",
+  "lr",
+  "epochs",
+  "seed",
+  "metric",
+  "score",
+  "finalScore",
+  "bestEpoch",
+  "steps",
+  "trainSeconds",
+  "encoderTrainable",
+  "encoderShare",
+];
+
+/** One row per fine-tuning cell, in record order (the records' own numbers, nothing recomputed). */
+export function finetuneRows(
+  data: Pick<Results, "finetune"> & Partial<Pick<Results, "grids">>,
+): FinetuneRow[] {
+  const gridOf = new Map<string, string>();
+  for (const m of inStudyOrder(data.grids ?? {})) {
+    for (const c of m.cells) if (!gridOf.has(c.id)) gridOf.set(c.id, m.grid);
+  }
+  const num = (v: unknown) => (typeof v === "number" ? v : NaN);
+  return data.finetune.map((r) => {
+    const mask = r.config.mask;
+    return {
+      id: r.id,
+      grid: gridOf.get(r.id) ?? null,
+      task: String(r.config.task),
+      method: methodOf(r),
+      mode: String(r.config.mode),
+      init: initOf(r),
+      k: mask ? mask.pct : null,
+      maskSeed: mask?.seed ?? null,
+      lr: num(r.config.lr),
+      epochs: num(r.config.epochs),
+      seed: num(r.config.seed),
+      metric: String(r.result.metric),
+      score: num(r.result.score),
+      finalScore: num(r.result.finalScore),
+      bestEpoch: num(r.result.bestEpoch),
+      steps: num(r.result.steps),
+      trainSeconds: num(r.result.trainSeconds),
+      encoderTrainable: num(r.result.trainable?.encoderTrainable),
+      encoderShare: num(r.result.trainable?.encoderShare),
+    };
   });
 }

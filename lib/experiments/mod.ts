@@ -1,7 +1,8 @@
 /**
  * The experiment runner: grids of cells identified by configuration hashes, a result store of small JSON
  * records plus git-ignored artefacts, a resumable runner, the study's profiles and grids, and the
- * notebooks' loader. Notebooks should import `./load.ts` alone (it loads no TensorFlow.js).
+ * notebooks' loader. Notebooks should import `./load.ts` alone (it loads no TensorFlow.js), and `./frame.ts`
+ * for the results as a polars DataFrame (not re-exported here, so nothing else loads the DataFrame library).
  *
  * ```ts
  * import { findGrid, openStudy, studyRunner } from "./experiments/mod.ts";

@@ -4,7 +4,7 @@
  * result ends up in the cells' configurations and so in their ids.
  *
  * - `smoke`: minutes. Two tasks, 64 train / 64 dev examples, one epoch, max length 64, one seed,
- *   k in {10, 100}. CI executes every notebook on it.
+ *   k in {10, 100}, and every control (`CONTROLS`). CI executes every notebook on it.
  * - `cpu` (default): the small stand-in model (`bert-tiny-mlm`, 2 layers, 128 hidden) on CoLA, SST-2
  *   (train subsampled to 8,000), MRPC, STS-B and RTE, three seeds; sized for a few hours on two CPU cores
  *   (`normtune grid --estimate` prints the expected cost from measured step times).
@@ -34,8 +34,28 @@ export type GridName = typeof GRID_NAMES[number];
 /** The four whole-model methods of the main comparison (Table / notebook 3). */
 export const MAIN_MODES = ["full", "bitfit", "layernorm", "layernorm-output"] as const;
 export type MainMode = typeof MAIN_MODES[number];
-/** Learning-rate and epoch classes: the main modes, plus `mask` for Fisher / random / cross-task masks. */
-export type TrainClass = MainMode | "mask";
+
+/**
+ * Controls beside the main methods, by the method name the results use (lib/experiments/load.ts
+ * `methodOf`): only the head; the pooler and head (the stand-ins' pooler was never pretrained); and full
+ * and LayerNorm-only fine-tuning from BERT's random initialisation (same architecture, no pretraining,
+ * seeded by the run's seed). A random-init control takes its pretrained counterpart's learning rate and
+ * epochs, so only the starting weights differ.
+ */
+export const CONTROLS = {
+  head: { mode: "head", init: "pretrained" },
+  "head-pooler": { mode: "head-pooler", init: "pretrained" },
+  "full-random-init": { mode: "full", init: "random" },
+  "layernorm-random-init": { mode: "layernorm", init: "random" },
+} as const;
+export type ControlName = keyof typeof CONTROLS;
+export const CONTROL_NAMES = Object.keys(CONTROLS) as ControlName[];
+
+/**
+ * Learning-rate and epoch classes: the main modes, `mask` for Fisher / random / cross-task masks, and the
+ * head-only controls.
+ */
+export type TrainClass = MainMode | "mask" | "head" | "head-pooler";
 
 export interface TrainSettings {
   maxLen: number;
@@ -82,6 +102,8 @@ export interface Profile {
   maskPer: "global" | "module" | "layer";
   /** Seed of the change analysis' fine-tuned run (full fine-tuning, notebook 1). */
   changeSeed: number;
+  /** Controls run in the main grid after the main methods, every seed (none: the grid is unchanged). */
+  controls: ControlName[];
   /**
    * Seconds per cost unit (a training step, a Fisher example) by cost class, measured on the machine the
    * profile targets; used for estimates until this machine's own timings exist.
@@ -93,6 +115,22 @@ const SMALL_TASKS: TaskName[] = ["CoLA", "SST-2", "MRPC", "STS-B", "RTE"];
 const ALL_TASKS: TaskName[] = ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE", "WNLI"];
 
 const COMMON = { evalBatchSize: 64, warmup: 0.06, weightDecay: 0.01, clip: 1 };
+
+/** Every class but full fine-tuning: few trained parameters, so a larger rate and more epochs. */
+const SPARSE_CLASSES = ["bitfit", "layernorm", "layernorm-output", "mask", "head", "head-pooler"] as const;
+
+/** One value for every sparse class. */
+function sparse(value: number): Record<typeof SPARSE_CLASSES[number], number> {
+  return Object.fromEntries(SPARSE_CLASSES.map((c) => [c, value])) as Record<
+    typeof SPARSE_CLASSES[number],
+    number
+  >;
+}
+
+/** A learning rate or epoch count per class: one for full fine-tuning, one for every sparse class. */
+function fullAndSparse(full: number, sparseValue: number): Record<TrainClass, number> {
+  return { full, ...sparse(sparseValue) };
+}
 
 /**
  * Seconds per cost unit with bert-tiny-mlm on the wasm backend, one core (CPU time measured on the
@@ -115,14 +153,17 @@ export const PROFILES: Record<ProfileName, Profile> = {
       batchSize: 16,
       maxTrain: 64,
       maxDev: 64,
-      lr: { full: 1e-4, bitfit: 1e-3, layernorm: 1e-3, "layernorm-output": 1e-3, mask: 1e-3 },
-      epochs: { full: 1, bitfit: 1, layernorm: 1, "layernorm-output": 1, mask: 1 },
+      lr: fullAndSparse(1e-4, 1e-3),
+      epochs: fullAndSparse(1, 1),
     },
     fisher: { examples: 32, params: "all", labels: "true", seed: 0, maxLen: 64 },
     topk: [10, 100],
     crossTaskK: 10,
     maskPer: "global",
     changeSeed: 0,
+    // Every control on smoke, so CI runs them end to end; cpu and paper add them with issue 15's
+    // recompute (new cells, so their ids are new; the existing cells keep theirs).
+    controls: [...CONTROL_NAMES],
     nominalSecondsPerUnit: CPU_RATES,
   },
   cpu: {
@@ -136,14 +177,15 @@ export const PROFILES: Record<ProfileName, Profile> = {
       maxLen: 128,
       batchSize: 32,
       maxTrain: { "SST-2": 8000 },
-      lr: { full: 1e-4, bitfit: 1e-3, layernorm: 1e-3, "layernorm-output": 1e-3, mask: 1e-3 },
-      epochs: { full: 2, bitfit: 2, layernorm: 2, "layernorm-output": 2, mask: 2 },
+      lr: fullAndSparse(1e-4, 1e-3),
+      epochs: fullAndSparse(2, 2),
     },
     fisher: { examples: 512, params: "all", labels: "true", seed: 0, maxLen: 128 },
     topk: [1, 5, 10, 25, 50, 100],
     crossTaskK: 10,
     maskPer: "global",
     changeSeed: 0,
+    controls: [],
     nominalSecondsPerUnit: CPU_RATES,
   },
   paper: {
@@ -157,13 +199,13 @@ export const PROFILES: Record<ProfileName, Profile> = {
       maxLen: 128,
       batchSize: 32,
       maxTrain: {},
-      lr: { full: 2e-5, bitfit: 1e-3, layernorm: 1e-3, "layernorm-output": 1e-3, mask: 1e-3 },
-      epochs: { full: 3, bitfit: 10, layernorm: 10, "layernorm-output": 10, mask: 10 },
+      lr: fullAndSparse(2e-5, 1e-3),
+      epochs: fullAndSparse(3, 10),
       epochsByTask: {
-        QQP: { bitfit: 3, layernorm: 3, "layernorm-output": 3, mask: 3 },
-        MNLI: { bitfit: 3, layernorm: 3, "layernorm-output": 3, mask: 3 },
-        QNLI: { bitfit: 3, layernorm: 3, "layernorm-output": 3, mask: 3 },
-        "SST-2": { bitfit: 3, layernorm: 3, "layernorm-output": 3, mask: 3 },
+        QQP: sparse(3),
+        MNLI: sparse(3),
+        QNLI: sparse(3),
+        "SST-2": sparse(3),
       },
     },
     fisher: { examples: 1024, params: "all", labels: "true", seed: 0, maxLen: 128 },
@@ -171,6 +213,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
     crossTaskK: 10,
     maskPer: "global",
     changeSeed: 0,
+    controls: [],
     // A guess for bert-base on one GPU with the tensorflow backend (a step of 32 x 128 tokens is ~17
     // units); measured rates replace it after the first cells.
     nominalSecondsPerUnit: {

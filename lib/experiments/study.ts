@@ -3,8 +3,9 @@
  *
  * 1. `fisher`: per task, the pretrained model with a fresh head, Fisher of every parameter on N training
  *    examples (notebooks 2 and 6; the masks' scores).
- * 2. `main`: per task, {full, bitfit, layernorm, layernorm-output} x seeds (notebook 3). Full fine-tuning
- *    keeps its delta, which `change` reads.
+ * 2. `main`: per task, {full, bitfit, layernorm, layernorm-output} x seeds, then the profile's controls
+ *    (`CONTROLS`: head, head-pooler, full and LayerNorm from random init) x seeds (notebook 3). Full
+ *    fine-tuning keeps its delta, which `change` reads.
  * 3. `change`: per task, base checkpoint vs the full fine-tuning of seed `changeSeed` (notebook 1).
  * 4. `topk`: per task, LayerNorm masks of the top-k% elements by Fisher and random masks of the same size,
  *    each fine-tuned x seeds (notebook 4). Mask cells are dependencies, not grid cells.
@@ -28,7 +29,15 @@ import { type BackendName, initBackend } from "../tf.ts";
 import { glueDir as resolveGlueDir, modelDir as resolveModelDir } from "../util/paths.ts";
 import { type Cell, type Grid, makeCell } from "./grid.ts";
 import { type FileIdentity, fileIdentity, modelIdentity } from "./hash.ts";
-import { epochsFor, MAIN_MODES, maxTrainFor, type Profile, type TrainClass } from "./profiles.ts";
+import {
+  type ControlName,
+  CONTROLS,
+  epochsFor,
+  MAIN_MODES,
+  maxTrainFor,
+  type Profile,
+  type TrainClass,
+} from "./profiles.ts";
 
 export { GRID_NAMES, type GridName } from "./profiles.ts";
 
@@ -176,13 +185,17 @@ export function trainingCost(
   return Math.round(CELL_OVERHEAD + t.epochs * (steps + trainTokens / 256 + devTokens / 768));
 }
 
-/** A fine-tuning cell: a main mode, or mode `mask` with a mask cell as dependency. */
+/**
+ * A fine-tuning cell: a main mode, or mode `mask` with a mask cell as dependency; `init: "random"` (a
+ * control) starts from random weights and is in the config only then, so every other cell keeps its id.
+ */
 export function finetuneCell(
   ctx: StudyContext,
   task: TaskName,
   mode: TrainClass,
   seed: number,
   mask?: { spec: MaskSpec; cell: Cell },
+  init: "pretrained" | "random" = "pretrained",
 ): Cell {
   const t = ctx.profile.train;
   const d = taskData(ctx, task);
@@ -202,6 +215,7 @@ export function finetuneCell(
     data: { train: id(d.train), dev: id(d.dev) },
     mode,
     ...(mask ? { mask: mask.spec } : {}),
+    ...(init === "random" ? { init } : {}),
     seed,
     lr: t.lr[mode],
     epochs,
@@ -214,7 +228,11 @@ export function finetuneCell(
     clip: t.clip,
     evalBatchSize: t.evalBatchSize,
   };
-  const what = mask ? `mask ${mask.spec.method}${mask.spec.pct}%` : mode;
+  const what = mask
+    ? `mask ${mask.spec.method}${mask.spec.pct}%`
+    : init === "random"
+    ? `${mode}-random-init`
+    : mode;
   return makeCell("finetune", config, {
     deps: mask ? { mask: mask.cell } : {},
     label: `finetune ${task} ${what} seed ${seed}`,
@@ -222,6 +240,12 @@ export function finetuneCell(
     costClass: mode === "full" ? "finetune/full" : "finetune/sparse",
     meta: { model: ctx.profile.model },
   });
+}
+
+/** A control of the main grid (`CONTROLS`): its mode, from the checkpoint or from random init. */
+export function controlCell(ctx: StudyContext, task: TaskName, control: ControlName, seed: number): Cell {
+  const { mode, init } = CONTROLS[control];
+  return finetuneCell(ctx, task, mode, seed, undefined, init);
 }
 
 export function fisherCell(ctx: StudyContext, task: TaskName): Cell {
@@ -315,10 +339,11 @@ export function studyGrids(ctx: StudyContext): Grid[] {
     },
     {
       name: "main",
-      about: `${MAIN_MODES.join(", ")} x ${p.seeds.length} seed(s) (notebook 3)`,
-      cells: perTask((task) =>
-        MAIN_MODES.flatMap((mode) => p.seeds.map((seed) => finetuneCell(ctx, task, mode, seed)))
-      ),
+      about: `${[...MAIN_MODES, ...p.controls].join(", ")} x ${p.seeds.length} seed(s) (notebook 3)`,
+      cells: perTask((task) => [
+        ...MAIN_MODES.flatMap((mode) => p.seeds.map((seed) => finetuneCell(ctx, task, mode, seed))),
+        ...p.controls.flatMap((c) => p.seeds.map((seed) => controlCell(ctx, task, c, seed))),
+      ]),
     },
     {
       name: "change",

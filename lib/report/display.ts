@@ -23,6 +23,7 @@
  * await showMarkdown("## Fisher scores");
  * await showFigure(heatmap(z, layers, components, { title: "Fisher score" }));
  * await showTable(rows, { caption: "Dev scores", digits: 2 });
+ * await showFrame(df, { caption: "Fine-tuning cells", maxRows: 10 }); // a polars DataFrame, first rows
  * ```
  */
 import { join, relative, sep } from "node:path";
@@ -146,6 +147,39 @@ export function tableBundle(rows: readonly Row[], opts: TableOptions = {}): Medi
   return { "text/html": html, "text/plain": text };
 }
 
+/**
+ * What `frameBundle` needs of a DataFrame: its size and a slice of its rows as plain objects. A polars
+ * DataFrame (lib/experiments/frame.ts) has them; this module does not import the DataFrame library.
+ * (`slice`, not `head`: a polars column hides the method of its name, and a pivot on `method` has a
+ * column `head`, the head-only control.)
+ */
+export interface FrameLike {
+  height: number;
+  width: number;
+  slice(offset: number, length: number): { toRecords(): Row[] };
+}
+
+export interface FrameOptions extends TableOptions {
+  /** Rows shown at most (default 20): a notebook output and a report page stay small. */
+  maxRows?: number;
+}
+
+/** The MIME bundle for a DataFrame: its first `maxRows` rows as a table; the caption gives the size. */
+export function frameBundle(df: FrameLike, opts: FrameOptions = {}): MediaBundle {
+  const { maxRows = 20, ...table } = opts;
+  const shown = Math.min(df.height, maxRows);
+  const size = shown < df.height
+    ? `first ${shown} of ${df.height} rows, ${df.width} columns`
+    : `${df.height} rows, ${df.width} columns`;
+  const caption = table.caption ? `${table.caption} (${size})` : size;
+  if (typeof df.slice !== "function") {
+    throw new Error(
+      'frameBundle: the frame\'s `slice` is not a method (a column named "slice" hides it); rename it',
+    );
+  }
+  return tableBundle(df.slice(0, shown).toRecords(), { ...table, caption });
+}
+
 /** The MIME bundle for Markdown. */
 export function markdownBundle(md: string): MediaBundle {
   return { "text/markdown": md, "text/plain": md };
@@ -163,6 +197,10 @@ export function showFigure(fig: Figure, opts: FigureBundleOptions = {}): Promise
 
 export function showTable(rows: readonly Row[], opts: TableOptions = {}): Promise<void> {
   return display(tableBundle(rows, opts));
+}
+
+export function showFrame(df: FrameLike, opts: FrameOptions = {}): Promise<void> {
+  return display(frameBundle(df, opts));
 }
 
 export function showMarkdown(md: string): Promise<void> {

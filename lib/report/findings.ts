@@ -33,6 +33,21 @@
  *    candidates; embeddings count as a layer) is in the last half of the encoder layers (strictly denser
  *    than every earlier one), and more beta than gamma elements are selected (strictly).
  *
+ * Control checks (`evaluateControls`; written and tested on synthetic records before any control was
+ * run, like the rules above). They read the controls of the main grid (lib/experiments/profiles.ts
+ * `CONTROLS`) and say whether the main methods' scores mean anything beyond them. "Beats" (`beats`): the
+ * method's mean main dev score is above the control's by more than the seed spread, i.e. by more than
+ * `closeTolerance` (max(2 points, std over seeds of either side)): the margin within which two methods
+ * count as close, so that a method never both "beats" and is "close to" the same control.
+ * C1. LayerNorm-only beats head-only: per task, primary: LayerNorm beats head-only; secondary: LayerNorm
+ *     beats pooler + head (the stand-ins' pooler was never pretrained, and LayerNorm-only leaves it frozen).
+ * C2. Pretraining helps full fine-tuning: per task, primary: full fine-tuning from the checkpoint beats the
+ *     same from random initialisation.
+ * C3. Pretraining helps LayerNorm-only: per task, primary: LayerNorm-only from the checkpoint beats the same
+ *     from random initialisation.
+ * Verdicts as `judge` gives them; with no control records a check is "not enough data" and says that it
+ * could not be judged (no verdict is invented).
+ *
  * Never tune a setting to make a finding hold: change the profile, rerun, and let these rules judge.
  *
  * ```ts
@@ -43,12 +58,15 @@
  */
 import { parseConfig } from "../bert/config.ts";
 import { isBias, isLayerNorm, parameterShapes, sizeOf } from "../bert/names.ts";
+import { CONTROL_NAMES, PROFILES } from "../experiments/profiles.ts";
 import {
   changeByTask,
   closestK,
+  controlScores,
   findScore,
   fisherByTask,
   gridCommand,
+  MAIN_METHODS,
   mainScores,
   mainTableRows,
   maskPlacement,
@@ -98,7 +116,8 @@ export interface Check {
 }
 
 export interface FindingResult {
-  id: number;
+  /** The paper's finding (1..6), or a control check ("C1", ...). */
+  id: number | string;
   title: string;
   /** The paper's claim, in our words. */
   claim: string;
@@ -150,7 +169,7 @@ function summaryOf(checks: readonly Check[], verdict: Verdict): string {
 }
 
 interface Draft {
-  id: number;
+  id: number | string;
   title: string;
   claim: string;
   rule: string;
@@ -160,12 +179,14 @@ interface Draft {
   notes: string[];
   /** Set when the finding lacks data (the summary then names the command). */
   missing?: string;
+  /** What fills the missing data, when not the grid's command (see `finish`). */
+  fill?: string;
   /** Tasks whose compared runs look uninformative (see `chanceNotes`). */
   cautions?: Set<string>;
 }
 
 /** A finding's draft with no checks, numbers or notes yet. */
-function draft(head: Pick<Draft, "id" | "title" | "claim" | "rule" | "grid">): Draft {
+function draft(head: Pick<Draft, "title" | "claim" | "rule" | "grid"> & { id: number | string }): Draft {
   return { ...head, checks: [], numbers: [], notes: [] };
 }
 
@@ -178,9 +199,9 @@ function finish(data: StudyData, d: Draft): FindingResult {
     ]),
   ];
   const summary = verdict === "not enough data"
-    ? `not enough data: ${d.missing ?? "no task has the results this finding needs"}; run \`${
-      gridCommand(d.grid, data.profile)
-    }\`.`
+    ? `not enough data: ${d.missing ?? "no task has the results this finding needs"}; ${
+      d.fill ?? `run \`${gridCommand(d.grid, data.profile)}\``
+    }.`
     : summaryOf(d.checks, verdict) +
       (d.cautions?.size
         ? ` Caution: on ${[...d.cautions].join(", ")} the compared runs look uninformative (see notes).`
@@ -700,12 +721,156 @@ export function evaluateFindings(data: StudyData): FindingResult[] {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Control checks: do the main methods beat the controls?
+
+/** The rule behind every control check: `a` beats `b` by more than `closeTolerance(a, b)`. */
+export function beats(
+  a: Pick<ScoreGroup, "mean" | "std" | "n">,
+  b: Pick<ScoreGroup, "mean" | "std" | "n">,
+): { pass: boolean; diff: number; margin: number } {
+  const margin = closeTolerance(a, b), diff = a.mean - b.mean;
+  return { pass: diff > margin + 1e-12, diff, margin };
+}
+
+/** The text of a `beats` comparison (kept apart from the rule). */
+function beatsDetail(
+  names: [string, string],
+  a: ScoreGroup,
+  b: ScoreGroup,
+  r: ReturnType<typeof beats>,
+): string {
+  return `${names[0]} ${pointsText(a)} vs ${names[1]} ${pointsText(b)}: ${signedPts(r.diff)} points, ` +
+    `needs more than ${pts(r.margin)}`;
+}
+
+/** One method-vs-control comparison on one task: the check and its table row. */
+interface Comparison {
+  /** Method key and control key (load.ts `methodOf`), and whether the check is primary. */
+  method: string;
+  control: string;
+  primary: boolean;
+}
+
+interface ControlSpec {
+  id: string;
+  title: string;
+  claim: string;
+  rule: string;
+  comparisons: Comparison[];
+}
+
+const label = (method: string) => METHOD_LABELS[method]?.replace(/ \(control\)$/, "") ?? method;
+
+/** The control checks (see the module doc). Fixed before any control was run; do not tune. */
+export const CONTROL_CHECKS: readonly ControlSpec[] = [
+  {
+    id: "C1",
+    title: "LayerNorm-only beats head-only",
+    claim: "Training LayerNorm (plus the head) does more than training the task head alone on the frozen " +
+      "encoder.",
+    rule:
+      "Per task, primary: LayerNorm-only beats head-only (mean above by more than max(2 points, seed std " +
+      "of either side)). Secondary: LayerNorm-only beats pooler + head.",
+    comparisons: [
+      { method: "layernorm", control: "head", primary: true },
+      { method: "layernorm", control: "head-pooler", primary: false },
+    ],
+  },
+  {
+    id: "C2",
+    title: "Pretraining helps full fine-tuning",
+    claim:
+      "Full fine-tuning from the pretrained checkpoint beats the same architecture trained from random " +
+      "initialisation.",
+    rule:
+      "Per task, primary: full fine-tuning (pretrained) beats full fine-tuning from random init (mean above " +
+      "by more than max(2 points, seed std of either side)).",
+    comparisons: [{ method: "full", control: "full-random-init", primary: true }],
+  },
+  {
+    id: "C3",
+    title: "Pretraining helps LayerNorm-only",
+    claim: "LayerNorm-only training of the pretrained checkpoint beats LayerNorm-only training of the same " +
+      "architecture from random initialisation.",
+    rule:
+      "Per task, primary: LayerNorm-only (pretrained) beats LayerNorm-only from random init (mean above by " +
+      "more than max(2 points, seed std of either side)).",
+    comparisons: [{ method: "layernorm", control: "layernorm-random-init", primary: true }],
+  },
+];
+
+/** Judges one control check from the main and control scores. */
+export function controlCheck(data: StudyData, spec: ControlSpec): FindingResult {
+  const d = draft({ ...spec, grid: "main" });
+  const groups = [...mainScores(data), ...controlScores(data)];
+  const primary = spec.comparisons.find((c) => c.primary)!;
+  const all: (ScoreGroup | undefined)[] = [];
+  const leftOut: string[] = [];
+  for (const task of tasksOf(groups)) {
+    const main = findScore(groups, task, primary.method), ctl = findScore(groups, task, primary.control);
+    if (!main || !ctl) {
+      if (main || ctl) {
+        leftOut.push(`${task}: left out, no ${label(main ? primary.control : primary.method)} runs.`);
+      }
+      continue;
+    }
+    const row: Row = { task, metric: main.metric };
+    const sources: (ScoreGroup | undefined)[] = [];
+    for (const c of spec.comparisons) {
+      const a = findScore(groups, task, c.method), b = findScore(groups, task, c.control);
+      if (!a || !b) continue;
+      const r = beats(a, b);
+      const names: [string, string] = [label(c.method), label(c.control)];
+      d.checks.push({
+        task,
+        what: `${names[0]} beats ${names[1]}`,
+        pass: r.pass,
+        primary: c.primary,
+        detail: beatsDetail(names, a, b, r),
+        sources: [...a.ids, ...b.ids],
+      });
+      row[names[0]] = pointsText(a);
+      row[names[1]] = pointsText(b);
+      row[`${names[0]} - ${names[1]}`] = signedPts(r.diff);
+      row[`margin vs ${names[1]}`] = pts(r.margin);
+      sources.push(a, b);
+      all.push(a, b);
+    }
+    caution(d, task, sources);
+    d.numbers.push({ ...row, sources: ids(...new Set(sources)) });
+  }
+  if (d.checks.length === 0) {
+    const declared = (PROFILES as Record<string, { controls?: readonly string[] }>)[data.profile]?.controls;
+    return finish(data, {
+      ...d,
+      missing:
+        `could not be judged, no task has both ${label(primary.method)} and ${label(primary.control)} ` +
+        "runs",
+      fill: declared && !declared.includes(primary.control)
+        ? `profile \`${data.profile}\` runs no \`${primary.control}\` control (lib/experiments/profiles.ts ` +
+          "`controls`)"
+        : undefined,
+    });
+  }
+  // Per-task gaps only when some task was judged (else the summary says it all).
+  d.notes.push(...leftOut, ...seedNote(all));
+  return finish(data, d);
+}
+
+/** Every control check, in order. */
+export function evaluateControls(data: StudyData): FindingResult[] {
+  return CONTROL_CHECKS.map((spec) => controlCheck(data, spec));
+}
+
+// ---------------------------------------------------------------------------------------------------
 // RESULTS.md
 
 /** A finding as Markdown (used by the summary notebook and RESULTS.md). */
 export function findingMarkdown(f: FindingResult, heading = "###"): string {
   const lines = [
-    `${heading} Finding ${f.id}: ${f.title} (**${f.verdict}**)`,
+    `${heading} ${
+      typeof f.id === "number" ? "Finding" : "Control check"
+    } ${f.id}: ${f.title} (**${f.verdict}**)`,
     "",
     `- Claim: ${f.claim}`,
     `- Rule: ${f.rule}`,
@@ -726,6 +891,15 @@ export function findingMarkdown(f: FindingResult, heading = "###"): string {
   for (const n of f.notes) lines.push("", `Note: ${n}`);
   lines.push("", `> **Model caveat.** ${f.caveat}`);
   return lines.join("\n");
+}
+
+/** One table row per finding or control check: what, verdict, and the summary without its verdict. */
+export function verdictRows(results: readonly FindingResult[]): Row[] {
+  return results.map((f) => ({
+    finding: `${f.id}. ${f.title}`,
+    verdict: f.verdict,
+    result: f.summary.replace(/^[^:]*: /, ""),
+  }));
 }
 
 /**
@@ -754,11 +928,13 @@ export function renderResultsMarkdown(data: StudyData): string {
     "### Main table",
     "",
   ];
-  const scores = mainScores(data);
-  if (scores.length === 0) {
+  const main = mainScores(data);
+  if (main.length === 0) {
     out.push(`Not enough data: run \`${gridCommand("main", data.profile)}\`.`);
   } else {
-    const rows = mainTableRows(scores).map((row) => {
+    // The controls, where the profile ran them, below the main methods of each task.
+    const scores = [...main, ...controlScores(data)];
+    const rows = mainTableRows(scores, [...MAIN_METHODS, ...CONTROL_NAMES]).map((row) => {
       const g = scores.find((s) => s.task === row.task && METHOD_LABELS[s.method] === row.method);
       return { ...row, sources: g ? g.ids.join(" ") : "" };
     });
@@ -770,14 +946,18 @@ export function renderResultsMarkdown(data: StudyData): string {
         "method and counted apart.",
     );
   }
-  out.push("", "### Verdicts", "");
-  out.push(
-    renderTable(findings.map((f) => ({
-      finding: `${f.id}. ${f.title}`,
-      verdict: f.verdict,
-      result: f.summary.replace(/^[^:]*: /, ""),
-    }))).text,
-  );
+  out.push("", "### Verdicts", "", renderTable(verdictRows(findings)).text);
   for (const f of findings) out.push("", findingMarkdown(f, "###"));
+  const controls = evaluateControls(data);
+  out.push(
+    "",
+    "### Control checks",
+    "",
+    "Whether the main methods beat the controls (head only, pooler + head, random initialisation); rules " +
+      "in lib/report/findings.ts `CONTROL_CHECKS`.",
+    "",
+    renderTable(verdictRows(controls)).text,
+  );
+  for (const c of controls) out.push("", findingMarkdown(c, "###"));
   return out.join("\n") + "\n";
 }

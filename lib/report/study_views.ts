@@ -26,11 +26,13 @@ import {
   field,
   type FinetuneRecord,
   type FisherCellRecord,
+  initOf,
   type MaskCellRecord,
   meanStd,
+  methodOf,
   type Results,
 } from "../experiments/load.ts";
-import { PROFILES } from "../experiments/profiles.ts";
+import { CONTROL_NAMES, PROFILES } from "../experiments/profiles.ts";
 import { type Component, componentGroup, COMPONENTS } from "../analysis/components.ts";
 import { ROOT } from "../util/paths.ts";
 
@@ -48,6 +50,10 @@ export const METHOD_LABELS: Record<string, string> = {
   fisher: "Top-k% by Fisher (own task)",
   random: "Random k%",
   union: "Union of other tasks' top-k%",
+  head: "Head only (control)",
+  "head-pooler": "Pooler + head (control)",
+  "full-random-init": "Full fine-tuning from random init (control)",
+  "layernorm-random-init": "LayerNorm from random init (control)",
 };
 
 // ---------------------------------------------------------------------------------------------------
@@ -335,7 +341,7 @@ function byTask<T extends { config: Record<string, unknown> }>(records: readonly
 
 export interface ScoreGroup {
   task: string;
-  /** Main mode (`full`, ...) or mask method (`fisher`, `random`, `union`). */
+  /** Main mode (`full`, ...), mask method (`fisher`, `random`, `union`) or control (load.ts `methodOf`). */
   method: string;
   /** Mask size in % of the LayerNorm elements (masked runs), else null. */
   pct: number | null;
@@ -373,7 +379,7 @@ function scoreGroups(records: readonly FinetuneRecord[], key: (r: FinetuneRecord
     const t = first.result.trainable;
     const g: ScoreGroup = {
       task: String(first.config.task),
-      method: mask ? mask.method : String(first.config.mode),
+      method: methodOf(first),
       pct: mask ? mask.pct : null,
       metric: String(first.result.metric),
       n,
@@ -395,12 +401,24 @@ function scoreGroups(records: readonly FinetuneRecord[], key: (r: FinetuneRecord
   });
 }
 
-/** Mean and std over seeds of each task x main mode (runs without a mask), in record order. */
+/**
+ * Mean and std over seeds of each task x main mode (pretrained runs without a mask), in record order.
+ * Random-init controls of the same mode are left out: they are `controlScores`.
+ */
 export function mainScores(data: Pick<StudyData, "finetune">): ScoreGroup[] {
   const main = data.finetune.filter((r) =>
-    !r.config.mask && (MAIN_METHODS as readonly string[]).includes(String(r.config.mode))
+    !r.config.mask && initOf(r) === "pretrained" &&
+    (MAIN_METHODS as readonly string[]).includes(String(r.config.mode))
   );
   return scoreGroups(main, (r) => `${r.config.task}|${r.config.mode}`);
+}
+
+/** Mean and std over seeds of each task x control (lib/experiments/profiles.ts `CONTROLS`), in record order. */
+export function controlScores(data: Pick<StudyData, "finetune">): ScoreGroup[] {
+  const controls = data.finetune.filter((r) =>
+    !r.config.mask && (CONTROL_NAMES as readonly string[]).includes(methodOf(r))
+  );
+  return scoreGroups(controls, (r) => `${r.config.task}|${methodOf(r)}`);
 }
 
 /** Mean and std over seeds of each task x mask method x k (random masks pooled over their seeds). */
@@ -430,11 +448,18 @@ export function pointsText(g: Pick<ScoreGroup, "mean" | "std" | "n">): string {
   return g.n > 1 ? `${m} ± ${(100 * g.std).toFixed(2)}` : `${m} (1 seed)`;
 }
 
-/** The main table: one row per task x method, then the mean over tasks of each method. */
-export function mainTableRows(groups: readonly ScoreGroup[]): Record<string, unknown>[] {
+/**
+ * The main table: one row per task x method, then the mean over tasks of each method. `methods` (default
+ * the main ones) sets which and in what order, e.g. `[...MAIN_METHODS, ...CONTROL_NAMES]` with the controls'
+ * groups added.
+ */
+export function mainTableRows(
+  groups: readonly ScoreGroup[],
+  methods: readonly string[] = MAIN_METHODS,
+): Record<string, unknown>[] {
   const rows: Record<string, unknown>[] = [];
   for (const task of tasksOf(groups)) {
-    for (const m of MAIN_METHODS) {
+    for (const m of methods) {
       const g = findScore(groups, task, m);
       if (!g) continue;
       rows.push({
@@ -449,7 +474,7 @@ export function mainTableRows(groups: readonly ScoreGroup[]): Record<string, unk
       });
     }
   }
-  for (const row of averageOverTasks(groups)) {
+  for (const row of averageOverTasks(groups, methods)) {
     rows.push({
       task: `mean of ${row.tasks} task(s)`,
       method: METHOD_LABELS[row.method],
@@ -470,10 +495,11 @@ export function mainTableRows(groups: readonly ScoreGroup[]): Record<string, unk
  */
 export function averageOverTasks(
   groups: readonly ScoreGroup[],
+  methods: readonly string[] = MAIN_METHODS,
 ): { method: string; tasks: number; mean: number; trainable: number; share: number }[] {
   const tasks = tasksOf(groups);
   const out = [];
-  for (const m of MAIN_METHODS) {
+  for (const m of methods) {
     const gs = tasks.map((t) => findScore(groups, t, m));
     if (gs.some((g) => !g) || gs.length === 0) continue;
     const present = gs as ScoreGroup[];

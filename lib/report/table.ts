@@ -3,9 +3,11 @@
  * pages) and as an aligned pipe table (text/plain, also valid Markdown), plus the one aggregation the
  * reports keep needing (mean +- std over seeds, grouped by some columns).
  *
- * Why no table library: danfojs needs native tfjs-node; arquero 8.0.3 does not install under `deno install`
- * (its dependency `@uwdata/flechette@^2` resolves to 2.7.0, which depends on `@uwdata/wk-geojson`, a package
- * npm does not have). The reports only need rendering and a grouped mean/std, which fit in this file.
+ * Rendering stays here rather than in a table library: the reports only need rendering and a grouped
+ * mean/std, which fit in this file. DataFrames for notebook users come from polars (lib/experiments/
+ * frame.ts) and are rendered by this file too (display.ts `frameBundle`); danfojs needs native tfjs-node,
+ * and arquero 8.0.3 does not install under `deno install` (its dependency `@uwdata/flechette@^2` resolves to
+ * 2.7.0, which depends on `@uwdata/wk-geojson`, a package npm does not have).
  *
  * ```ts
  * const rows = meanStdBy(runs, ["task", "method"], "score"); // [{task, method, mean, std, n}]

@@ -4,7 +4,8 @@
  *
  * Format: safetensors with the full tensors (Hugging Face names) of every trained parameter (for masks,
  * the whole tensor of each masked parameter), the task head, and any parameter the run initialised fresh
- * (a pooler missing from the base), so that base + delta gives exactly the fine-tuned weights. Metadata
+ * (a pooler missing from the base), so that base + delta gives exactly the fine-tuned weights. A run from
+ * random initialisation (`init: "random"` in the info) initialised every tensor, so its delta holds them all. Metadata
  * key `normtune` holds a JSON object (`DeltaInfo`). Written deterministically: the same weights give the
  * same bytes.
  *

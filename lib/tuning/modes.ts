@@ -8,9 +8,13 @@
  * - `layernorm-output`: only the output LayerNorm of each encoder layer
  *   (`bert.encoder.layer.N.output.LayerNorm.*`).
  * - `mask`: an element-wise 0/1 mask per parameter, read from a file (lib/tuning/masks.ts).
+ * - `head`: nothing but the task head: a control, what the frozen encoder's features give alone.
+ * - `head-pooler`: the head and the pooler: a control for models whose pooler was never pretrained (the
+ *   stand-ins), where a method that freezes the pooler passes the features through random weights.
  *
  * The task head (`classifier.*`) is always trained in full; the pooler follows the mode like any other
- * parameter.
+ * parameter. Where the weights start (the checkpoint, or BERT's random initialisation: `--init random`,
+ * lib/bert/init.ts) is independent of the mode.
  *
  * ```ts
  * const sel = selectTrainable("layernorm", parameterShapes(config, 2).keys());
@@ -20,7 +24,7 @@
 import { isBias, isHead, isLayerNorm, sizeOf } from "../bert/names.ts";
 import type { TensorMap } from "../bert/safetensors.ts";
 
-export type ModeName = "full" | "bitfit" | "layernorm" | "layernorm-output" | "mask";
+export type ModeName = "full" | "bitfit" | "layernorm" | "layernorm-output" | "mask" | "head" | "head-pooler";
 
 export interface TuningMode {
   name: ModeName;
@@ -39,6 +43,7 @@ export interface TuningMode {
 }
 
 const OUTPUT_LAYER_NORM = /^bert\.encoder\.layer\.\d+\.output\.LayerNorm\.(weight|bias)$/;
+const POOLER_PARAM = /^bert\.pooler\.dense\.(weight|bias)$/;
 
 export const MODES: Readonly<Record<ModeName, TuningMode>> = {
   full: { name: "full", about: "every parameter", selects: () => true, needsMask: false, defaultLr: 5e-4 },
@@ -68,6 +73,20 @@ export const MODES: Readonly<Record<ModeName, TuningMode>> = {
     about: "an element-wise 0/1 mask per parameter from --mask FILE + head",
     selects: () => false,
     needsMask: true,
+    defaultLr: 1e-2,
+  },
+  head: {
+    name: "head",
+    about: "only the task head (a control: the frozen encoder's features alone)",
+    selects: () => false,
+    needsMask: false,
+    defaultLr: 1e-2,
+  },
+  "head-pooler": {
+    name: "head-pooler",
+    about: "the pooler + head (a control: the stand-ins' pooler was never pretrained)",
+    selects: (name) => POOLER_PARAM.test(name),
+    needsMask: false,
     defaultLr: 1e-2,
   },
 };

@@ -16,6 +16,9 @@
  * never interrupted (same backend). A finished run is not redone; a run folder whose arguments differ is
  * refused.
  *
+ * `init: "random"` starts from BERT's random initialisation (lib/bert/init.ts, seeded by the run's seed)
+ * instead of the checkpoint's weights; it is part of the run's identity.
+ *
  * Defaults, sized for bert-tiny on CPU: 3 epochs, batch 32, 128 tokens, seed 42, lr `defaultLr(mode)`,
  * warm-up ratio 0.06, weight decay 0.01, gradient clip 1.0, state saved every 50 updates. `maxTrain` and
  * `maxDev` subsets use seed 0, not the run's seed, so runs compared across modes and seeds see the
@@ -30,6 +33,7 @@
 import { join, resolve } from "node:path";
 import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "../bert/checkpoint.ts";
 import { type Batch, BertClassifier } from "../bert/model.ts";
+import { INIT_NAMES, type InitName, randomCheckpoint } from "../bert/init.ts";
 import { CLASSIFIER, parameterShapes } from "../bert/names.ts";
 import { createGradientEngine, type GradientEngine } from "../parallel/engine.ts";
 import { computeGrads } from "../parallel/grads.ts";
@@ -77,6 +81,11 @@ export interface FinetuneOptions {
   mode: ModeName | string;
   /** Mask file for mode `mask` (lib/tuning/masks.ts). */
   mask?: string;
+  /**
+   * Where the weights start: the checkpoint (default), or BERT's random initialisation seeded by `seed`
+   * (lib/bert/init.ts; a control for what pretraining gives). Random-init deltas hold every tensor.
+   */
+  init?: InitName;
   /** Peak learning rate; default `defaultLr(mode)`. */
   lr?: number;
   /** Default 3. */
@@ -148,6 +157,8 @@ export interface RunIdentity {
   microBatch?: number;
   /** Present only when above 1, likewise. */
   workers?: number;
+  /** Present only for random initialisation, likewise. */
+  init?: "random";
 }
 
 export interface RunConfig {
@@ -358,6 +369,9 @@ async function identityOf(o: FinetuneOptions, backend: string): Promise<RunIdent
   const clip = o.clip ?? 1;
   if (!(clip >= 0)) throw new Error(`clip must be >= 0 (0 = off), got ${clip}`);
   const maskPath = o.mask ? resolve(o.mask) : null;
+  if (o.init !== undefined && !INIT_NAMES.includes(o.init)) {
+    throw new Error(`init must be one of ${INIT_NAMES.join(", ")}, got ${JSON.stringify(o.init)}`);
+  }
   return {
     model: resolveModelDir(o.model),
     task: getTask(o.task).name,
@@ -378,14 +392,19 @@ async function identityOf(o: FinetuneOptions, backend: string): Promise<RunIdent
     backend,
     ...(o.microBatch ? { microBatch: positiveInt("micro batch", o.microBatch) } : {}),
     ...((o.workers ?? 1) > 1 ? { workers: positiveInt("workers", o.workers!) } : {}),
+    ...(o.init === "random" ? { init: "random" as const } : {}),
   };
 }
 
-/** Fields that differ between two identities (the mask path may move if its content is the same). */
+/**
+ * Fields that differ between two identities (the mask path may move if its content is the same). Keys of
+ * either side count: an optional field (init, workers, micro-batch) set on one side only is a difference.
+ */
 function identityDiff(saved: RunIdentity, now: RunIdentity): string[] {
-  const keys = Object.keys(now) as (keyof RunIdentity)[];
-  return keys.filter((k) => k !== "mask" && JSON.stringify(saved[k] ?? null) !== JSON.stringify(now[k]))
-    .map((k) => `${k}: saved ${JSON.stringify(saved[k])}, now ${JSON.stringify(now[k])}`);
+  const keys = [...new Set([...Object.keys(saved), ...Object.keys(now)])] as (keyof RunIdentity)[];
+  const text = (v: unknown) => JSON.stringify(v ?? null);
+  return keys.filter((k) => k !== "mask" && text(saved[k]) !== text(now[k]))
+    .map((k) => `${k}: saved ${text(saved[k])}, now ${text(now[k])}`);
 }
 
 function bestOf(epochs: EpochRecord[]): number {
@@ -439,7 +458,8 @@ interface Prepared {
 async function prepare(identity: RunIdentity, o: FinetuneOptions): Promise<Prepared> {
   const task = getTask(identity.task);
   const numLabels = task.numLabels;
-  const ck = await loadCheckpoint(identity.model, { numLabels, seed: identity.seed, quiet: o.quiet });
+  const loaded = await loadCheckpoint(identity.model, { numLabels, seed: identity.seed, quiet: o.quiet });
+  const ck = identity.init === "random" ? randomCheckpoint(loaded, identity.seed) : loaded;
   const shapes = parameterShapes(ck.config, numLabels);
   let maskInfo: Record<string, unknown> | undefined;
   let masks: TensorMap | undefined;
@@ -731,6 +751,7 @@ async function writeOutputs(
     numLabels: run.numLabels,
     baseModel: identity.model,
     trained: [...run.selection.keys()],
+    ...(identity.init ? { init: identity.init } : {}),
   };
   await writeDelta(paths.delta, new Map([...tuned].filter(([name]) => names.has(name))), info);
   let modelPath: string | undefined;

@@ -136,6 +136,21 @@ Deno.test("finetune usage errors name the flag", async () => {
   const r = await normtune(["finetune", "--model", "x", "--task", "RTE", "--mode", "lora", "--out", "y"]);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /--mode lora is not a tuning mode; use one of full, bitfit/);
+  const i = await normtune([
+    "finetune",
+    "--model",
+    "x",
+    "--task",
+    "RTE",
+    "--mode",
+    "head",
+    "--init",
+    "zeros",
+    "--out",
+    "y",
+  ]);
+  assert.equal(i.code, 2);
+  assert.match(i.stderr, /--init zeros is not an initialisation; use one of pretrained, random/);
   const s = await normtune(["finetune", "--task", "RTE"]);
   assert.equal(s.code, 2);
   assert.match(s.stderr, /missing required flag --model/);

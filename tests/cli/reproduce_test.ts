@@ -54,6 +54,16 @@ Deno.test("reproduce --profile smoke: grids, seven notebooks, HTML reports with 
     }
     const findings = await Deno.readTextFile(join(dir, "reports", "07-findings.html"));
     for (let i = 1; i <= 6; i++) assert.match(findings, new RegExp(`Finding ${i}`));
+    // smoke runs every control: the control checks are judged (whatever the verdict), and notebook 3 shows
+    // the controls beside the main methods and the results as a polars DataFrame.
+    for (const id of ["C1", "C2", "C3"]) {
+      assert.match(findings, new RegExp(`Control check ${id}: [^<]*\\(<strong>(?!not enough data)`));
+    }
+    const main = await Deno.readTextFile(join(dir, "reports", "03-main-table.html"));
+    assert.match(main, /Head only \(control\)/);
+    assert.match(main, /LayerNorm from random init \(control\)/);
+    assert.match(main, /<caption>Fine-tuning cells \(first 8 of 26 rows, 9 columns\)<\/caption>/);
+    assert.match(main, /<caption>Main grid: mean dev score over seeds[^<]*\(2 rows, 9 columns\)<\/caption>/);
 
     // RESULTS.md from the same records: the main table and a verdict per finding.
     const md = join(dir, "RESULTS.md");

@@ -9,15 +9,17 @@ import { studyExecutors } from "../../lib/experiments/cells.ts";
 import { closure } from "../../lib/experiments/grid.ts";
 import {
   type FinetuneRecord,
+  finetuneRows,
   loadResults,
   type MaskCellRecord,
   summarize,
 } from "../../lib/experiments/load.ts";
-import { getProfile, type Profile } from "../../lib/experiments/profiles.ts";
+import { CONTROL_NAMES, getProfile, type Profile } from "../../lib/experiments/profiles.ts";
 import { Runner } from "../../lib/experiments/runner.ts";
 import { writeManifest } from "../../lib/experiments/session.ts";
 import { ResultStore } from "../../lib/experiments/store.ts";
-import { findGrid, studyContext, studyGrids } from "../../lib/experiments/study.ts";
+import { controlCell, findGrid, studyContext, studyGrids } from "../../lib/experiments/study.ts";
+import { readDelta } from "../../lib/tuning/delta.ts";
 import { sharedGlue, sharedModel, tempDir } from "../env.ts";
 
 function tinyProfile(): Profile {
@@ -116,6 +118,42 @@ Deno.test("the study's executors compute change, Fisher, masks and masked fine-t
       "RTE fisher 1",
       "RTE random 1",
       "RTE union 1",
+    ]);
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("the controls run through the executors: head, head-pooler, full and LayerNorm from random init", async () => {
+  const [dir, cleanup] = await tempDir();
+  try {
+    const profile: Profile = { ...tinyProfile(), tasks: ["RTE", "MRPC"], controls: [...CONTROL_NAMES] };
+    const ctx = await studyContext(profile, { glueDir: sharedGlue() });
+    const cells = CONTROL_NAMES.map((c) => controlCell(ctx, "RTE", c, 0));
+    const store = new ResultStore(join(dir, "results"), join(dir, "runs"));
+    const executors = studyExecutors({ modelDir: ctx.modelDir, glueDir: ctx.glueDir, verbose: false });
+    assert.equal((await new Runner({ store, executors }).runAll(cells)).computed, 4);
+    const records = await Promise.all(cells.map(async (c) => (await store.read(c.id))! as FinetuneRecord));
+    assert.deepEqual(finetuneRows({ finetune: records }).map((r) => [r.method, r.mode, r.init]), [
+      ["head", "head", "pretrained"],
+      ["head-pooler", "head-pooler", "pretrained"],
+      ["full-random-init", "full", "random"],
+      ["layernorm-random-init", "layernorm", "random"],
+    ]);
+    const trained = records.map((r) => r.result.trainable.encoderTrainable);
+    assert.deepEqual(trained, [0, 128 * 128 + 128, 4385920, 5 * 2 * 128]);
+    // A random-init run's delta holds every tensor (base + delta is the fine-tuned model); the others only
+    // what they trained and the head.
+    const { tensors: full } = await readDelta(join(store.runDir(cells[2].id), "delta.safetensors"));
+    assert.equal(full.size, 3 + 2 + 2 * 16 + 2 + 2, "embeddings 3 + LN 2, 16 per layer, pooler, head");
+    const keys = async (i: number) =>
+      [...(await readDelta(join(store.runDir(cells[i].id), "delta.safetensors"))).tensors.keys()].sort();
+    assert.deepEqual(await keys(0), ["classifier.bias", "classifier.weight"]);
+    assert.deepEqual(await keys(1), [
+      "bert.pooler.dense.bias",
+      "bert.pooler.dense.weight",
+      "classifier.bias",
+      "classifier.weight",
     ]);
   } finally {
     await cleanup();

@@ -61,7 +61,7 @@ Deno.test("profiles are sized as the study needs", () => {
     const p = PROFILES[name];
     assert.ok(p.tasks.length >= 2, `${name}: cross-task masks need two tasks`);
     assert.ok(p.topk.includes(p.crossTaskK), `${name}: cross-task own/random cells are shared with topk`);
-    for (const mode of [...MAIN_MODES, "mask" as const]) {
+    for (const mode of [...MAIN_MODES, "mask", "head", "head-pooler"] as const) {
       assert.ok(MODES[mode], `${mode} is a tuning mode`);
       assert.ok(p.train.lr[mode] > 0 && p.train.epochs[mode] >= 1, `${name}: ${mode} has lr and epochs`);
     }

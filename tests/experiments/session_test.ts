@@ -37,15 +37,16 @@ Deno.test("grid lists, counts and estimates; run-cell runs one cell by index", a
     const list = await normtune(["grid", "--list"], env);
     assert.equal(list.code, 0, list.stderr);
     assert.match(list.stdout, /^fisher\s+2 cells/m);
-    assert.match(list.stdout, /^main\s+8 cells/m);
+    // 2 tasks x (4 main methods + 4 controls)
+    assert.match(list.stdout, /^main\s+16 cells/m);
     assert.match(list.stdout, /^crosstask\s+6 cells/m);
 
     const count = await normtune(["grid", "--grid", "main", "--count"], env);
-    assert.equal(count.stdout.trim(), "8");
+    assert.equal(count.stdout.trim(), "16");
 
-    const bad = await normtune(["run-cell", "--grid", "main", "--index", "8"], env);
+    const bad = await normtune(["run-cell", "--grid", "main", "--index", "16"], env);
     assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /--index 8 is out of range: grid "main" has 8 cells \(0\.\.7\)/);
+    assert.match(bad.stderr, /--index 16 is out of range: grid "main" has 16 cells \(0\.\.15\)/);
     const unknown = await normtune(["grid", "--grid", "mian"], env);
     assert.match(unknown.stderr, /unknown grid "mian"/);
 
@@ -58,16 +59,16 @@ Deno.test("grid lists, counts and estimates; run-cell runs one cell by index", a
 
     const status = await normtune(["grid", "--grid", "main", "--list"], env);
     const lines = status.stdout.trim().split("\n");
-    assert.equal(lines.length, 8);
+    assert.equal(lines.length, 16);
     assert.match(lines[2], /^\s+2\s+[0-9a-f]{16}\s+done\s+finetune SST-2 layernorm seed 0$/);
-    assert.equal(lines.filter((l) => /\stodo\s/.test(l)).length, 7);
+    assert.equal(lines.filter((l) => /\stodo\s/.test(l)).length, 15);
     assert.equal(ids.find((n) => n.endsWith(".json")), `${lines[2].trim().split(/\s+/)[1]}.json`);
 
     const est = await normtune(["grid", "--grid", "main", "--estimate"], env);
     assert.equal(est.code, 0, est.stderr);
-    assert.match(est.stderr, /grid main \(profile smoke\): 8 cells, 1 finished, 7 to run/);
-    assert.match(est.stderr, /finetune\/sparse\s+5 cells\s+\d+ units\s+x [\d.]+ m?s \(measured here\)/);
-    assert.match(est.stderr, /finetune\/full\s+2 cells\s+\d+ units\s+x 50\.0 ms \(nominal\)/);
+    assert.match(est.stderr, /grid main \(profile smoke\): 16 cells, 1 finished, 15 to run/);
+    assert.match(est.stderr, /finetune\/sparse\s+11 cells\s+\d+ units\s+x [\d.]+ m?s \(measured here\)/);
+    assert.match(est.stderr, /finetune\/full\s+4 cells\s+\d+ units\s+x 50\.0 ms \(nominal\)/);
     assert.match(est.stderr, /expected: \d+:\d\d/);
   } finally {
     await cleanup();

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { closure, uniqueCells } from "../../lib/experiments/grid.ts";
-import { PROFILES } from "../../lib/experiments/profiles.ts";
+import { CONTROL_NAMES, PROFILES } from "../../lib/experiments/profiles.ts";
 import {
   CELL_OVERHEAD,
   changeCell,
+  controlCell,
   findGrid,
   finetuneCell,
   GRID_NAMES,
@@ -54,6 +55,44 @@ Deno.test("the cpu study's grids have the expected cells", () => {
     assert.equal(new Set(g.cells.map((c) => c.id)).size, g.cells.length, `${g.name}: ids unique`);
   }
   assert.throws(() => findGrid(grids, "nope"), /unknown grid "nope"; the study's grids are fisher, main/);
+});
+
+Deno.test("controls: appended to the main grid per task and seed; every other cell keeps its id", () => {
+  const plain = fakeContext(PROFILES.cpu);
+  const withControls = fakeContext({ ...PROFILES.cpu, controls: [...CONTROL_NAMES] });
+  const [a, b] = [studyGrids(plain), studyGrids(withControls)];
+  for (const name of GRID_NAMES) {
+    const ids = (gs: typeof a) => findGrid(gs, name).cells.map((c) => c.id);
+    if (name !== "main") assert.deepEqual(ids(b), ids(a), `${name} unchanged`);
+  }
+  const mainA = findGrid(a, "main").cells, mainB = findGrid(b, "main").cells;
+  assert.equal(mainB.length, mainA.length + 5 * 4 * 3);
+  const old = new Set(mainA.map((c) => c.id));
+  assert.deepEqual(mainB.filter((c) => old.has(c.id)).map((c) => c.id), mainA.map((c) => c.id));
+  const added = mainB.filter((c) => !old.has(c.id));
+  // Per task: the main modes' cells, then each control x seeds.
+  assert.deepEqual(
+    mainB.slice(12, 24).map((c) => c.label),
+    CONTROL_NAMES.flatMap((n) => [0, 1, 2].map((s) => `finetune CoLA ${n} seed ${s}`)),
+  );
+  const of = (label: string) => added.find((c) => c.label === `finetune RTE ${label} seed 1`)!.config;
+  assert.equal(of("head").mode, "head");
+  assert.equal(of("head").init, undefined);
+  assert.equal(of("head-pooler").mode, "head-pooler");
+  assert.deepEqual([of("full-random-init").mode, of("full-random-init").init], ["full", "random"]);
+  assert.equal(of("full-random-init").lr, PROFILES.cpu.train.lr.full, "the pretrained counterpart's rate");
+  assert.deepEqual([of("layernorm-random-init").mode, of("layernorm-random-init").init], [
+    "layernorm",
+    "random",
+  ]);
+  // Random init is part of the id: same mode and seed, other cell.
+  assert.notEqual(
+    controlCell(plain, "RTE", "full-random-init", 0).id,
+    finetuneCell(plain, "RTE", "full", 0).id,
+  );
+  // The profiles: controls on smoke only, until the cpu profile is recomputed (issue 15).
+  assert.deepEqual(PROFILES.smoke.controls, [...CONTROL_NAMES]);
+  assert.deepEqual(PROFILES.cpu.controls, []);
 });
 
 Deno.test("dependencies: change reads main's full run, masks read Fisher, cross-task shares topk cells", () => {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { basename, dirname, join } from "node:path";
 import {
   figureBundle,
+  frameBundle,
   inJupyter,
   markdownBundle,
   PLOTLY_MIME,
@@ -10,6 +11,7 @@ import {
   showTable,
   tableBundle,
 } from "../../lib/report/display.ts";
+import { pl } from "../../lib/experiments/frame.ts";
 import { groupedBars, rankedBar } from "../../lib/report/plot.ts";
 import { ROOT } from "../../lib/util/paths.ts";
 import { chromiumDom, countClass } from "./chromium.ts";
@@ -53,6 +55,30 @@ Deno.test("table and markdown bundles; outside Jupyter the show* calls print tex
     console.log = log;
   }
   assert.deepEqual(printed, ["[figure: Scores (1 trace)]", "|   a |\n| --: |\n|   1 |", "**x**"]);
+});
+
+Deno.test("frameBundle: a polars DataFrame as a table of its first rows, the size in the caption", () => {
+  const df = pl.DataFrame({ task: ["RTE", "RTE", "MRPC"], k: [10, null, 5], score: [0.5, 0.625, 0.75] });
+  const all = frameBundle(df, { caption: "Cells", digits: 2 });
+  assert.equal(
+    all["text/plain"],
+    "Cells (3 rows, 3 columns)\n\n| task |   k | score |\n| ---- | --: | ----: |\n| RTE  |  10 |  0.50 |\n" +
+      "| RTE  |     |  0.63 |\n| MRPC |   5 |  0.75 |",
+  );
+  assert.match(all["text/html"] as string, /<caption>Cells \(3 rows, 3 columns\)<\/caption>/);
+  // Long frames are cut to maxRows: the output stays small.
+  const long = pl.DataFrame({ i: Array.from({ length: 500 }, (_, i) => i) });
+  const cut = frameBundle(long, { maxRows: 4 });
+  assert.equal(
+    cut["text/plain"],
+    "first 4 of 500 rows, 1 columns\n\n|   i |\n| --: |\n|   0 |\n|   1 |\n|   2 |\n|   3 |",
+  );
+  assert.ok((frameBundle(long)["text/html"] as string).split("<tr>").length - 1 === 21, "header + 20 rows");
+  // A column named like a DataFrame method (a pivot on method has "head") hides that method in polars.
+  const pivot = pl.DataFrame({ task: ["RTE"], head: [0.5], layernorm: [0.625] });
+  assert.equal(typeof pivot.head, "object", "polars hands back the column");
+  assert.ok((frameBundle(pivot)["text/plain"] as string).endsWith("| RTE  | 0.500 |     0.625 |"));
+  assert.throws(() => frameBundle(pl.DataFrame({ slice: [1] })), /a column named "slice" hides it/);
 });
 
 /**

@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
 import {
+  beats,
   chanceNotes,
   type Check,
   closeTolerance,
+  CONTROL_CHECKS,
+  controlCheck,
+  evaluateControls,
   evaluateFindings,
   finding1,
   finding2,
@@ -184,6 +188,85 @@ Deno.test("renderResultsMarkdown: main table and six verdicts, numbers with thei
   for (let i = 1; i <= 6; i++) assert.match(md, new RegExp(`### Finding ${i}: `));
   assert.match(md, /Finding 1: .*\(\*\*supported\*\*\)/);
   assert.match(md, /Finding 4: .*\(\*\*not enough data\*\*\)/);
-  assert.equal((md.match(/Model caveat/g) ?? []).length, 7); // the study's, and one beside each verdict
+  // The study's, one beside each of the six verdicts and each of the three control checks.
+  assert.equal((md.match(/Model caveat/g) ?? []).length, 10);
   assert.equal(evaluateFindings(data).length, 6);
+  // No control runs: the control checks are there, and say they could not be judged.
+  assert.match(md, /### Control checks/);
+  assert.match(md, /### Control check C1: LayerNorm-only beats head-only \(\*\*not enough data\*\*\)/);
+  assert.match(md, /profile `cpu` runs no `head` control/);
+  assert.ok(!md.includes("Head only (control)"), "no control rows in the main table");
+  // With controls: they join the main table, below the main methods.
+  const withControls = renderResultsMarkdown(study({
+    finetune: [...data.finetune, ...seeds("head", [0.6, 0.62])],
+  }));
+  assert.match(withControls, /\| RTE +\| Head only \(control\) +\| accuracy \| 61\.00 ± 1\.41/);
+  assert.match(withControls, /Control check C1: .*\(\*\*supported\*\*\)/);
+});
+
+Deno.test("control C1: LayerNorm-only must beat head-only by more than max(2 points, seed std)", () => {
+  const ln = seeds("layernorm", [0.7, 0.72, 0.74]); // mean 0.72, std 0.02
+  const c1 = (head: number[], pooler?: number[]) =>
+    controlCheck(
+      study({ finetune: [...ln, ...seeds("head", head), ...(pooler ? seeds("head-pooler", pooler) : [])] }),
+      CONTROL_CHECKS[0],
+    );
+  // 5 points above head-only (margin 2): holds.
+  const pass = c1([0.67, 0.67, 0.67]);
+  assert.equal(pass.id, "C1");
+  assert.equal(pass.verdict, "supported", pass.summary);
+  assert.match(pass.checks[0].detail, /LayerNorm 72\.00 ± 2\.00 vs Head only 67\.00 ± 0\.00: \+5\.00 points/);
+  assert.deepEqual(pass.checks[0].sources, [...ln.map((r) => r.id), ...pass.checks[0].sources.slice(3)]);
+  // 1.5 points above: within the margin, so it does not beat head-only.
+  assert.equal(c1([0.705, 0.705, 0.705]).verdict, "not supported");
+  // 3 points above, but a head-only seed spread of 4 points (std 0.04) makes the margin 4: fails.
+  const noisy = c1([0.65, 0.69, 0.73]);
+  assert.equal(noisy.checks[0].pass, false, noisy.checks[0].detail);
+  assert.match(noisy.checks[0].detail, /needs more than 4\.00/);
+  // Secondary: pooler + head as good as LayerNorm: partly.
+  const pooler = c1([0.6, 0.6, 0.6], [0.72, 0.72, 0.72]);
+  assert.deepEqual(pooler.checks.map((c) => [c.what, c.pass, c.primary]), [
+    ["LayerNorm beats Head only", true, true],
+    ["LayerNorm beats Pooler + head", false, false],
+  ]);
+  assert.equal(pooler.verdict, "partly supported");
+  assert.equal(pooler.numbers[0]["LayerNorm - Pooler + head"], "+0.00");
+});
+
+Deno.test("controls C2, C3: pretrained beats random init, per task; random init never joins the main scores", () => {
+  const runs = [
+    ...seeds("full", [0.8, 0.8]),
+    ...seeds("full", [0.6, 0.61], { init: "random" }),
+    ...seeds("layernorm", [0.7, 0.7]),
+    ...seeds("layernorm", [0.69, 0.7], { init: "random" }),
+    ...seeds("full", [0.5, 0.5], { task: "MRPC" }),
+    ...seeds("full", [0.55, 0.55], { task: "MRPC", init: "random" }),
+    ...seeds("layernorm", [0.5], { task: "MRPC" }),
+  ];
+  const [c1, c2, c3] = evaluateControls(study({ finetune: runs }));
+  assert.equal(c2.verdict, "partly supported", c2.summary); // RTE holds, MRPC does not (random init better)
+  assert.deepEqual(c2.checks.map((c) => [c.task, c.pass]), [["RTE", true], ["MRPC", false]]);
+  assert.match(
+    c2.checks[1].detail,
+    /Full fine-tuning 50\.00 ± 0\.00 vs Full fine-tuning from random init 55\.00/,
+  );
+  assert.equal(c3.verdict, "not supported"); // 0.5 points: not beyond the margin
+  assert.deepEqual(c3.checks.map((c) => c.task), ["RTE"]);
+  assert.match(c3.notes.join(" "), /MRPC: left out, no LayerNorm from random init runs/);
+  // No head-only runs: C1 could not be judged, and no verdict is invented.
+  assert.equal(c1.verdict, "not enough data");
+  assert.equal(c1.checks.length, 0);
+  assert.deepEqual(c1.notes, [], "no per-task 'left out' notes when nothing was judged");
+  assert.match(c1.summary, /could not be judged, no task has both LayerNorm and Head only runs/);
+  // A profile that declares the control points at the grid instead.
+  assert.match(evaluateControls(study({ profile: "smoke" }))[0].summary, /--grid main --profile smoke/);
+  // The random-init runs stay out of the main scores (finding 3 sees only pretrained runs).
+  const full = mainScores(study({ finetune: runs })).find((g) => g.task === "RTE" && g.method === "full")!;
+  assert.deepEqual(full.values, [0.8, 0.8]);
+  assert.equal(beats({ mean: 0.73, std: 0, n: 1 }, { mean: 0.7, std: 0, n: 1 }).pass, true);
+  assert.equal(
+    beats({ mean: 0.72, std: 0, n: 1 }, { mean: 0.7, std: 0, n: 1 }).pass,
+    false,
+    "2 points exactly",
+  );
 });

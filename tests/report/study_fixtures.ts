@@ -34,6 +34,8 @@ export const TRAINABLE: Record<string, number> = {
   bitfit: 3072,
   layernorm: 1280,
   "layernorm-output": 512,
+  head: 0,
+  "head-pooler": 16512,
 };
 
 export interface RunOptions {
@@ -42,6 +44,8 @@ export interface RunOptions {
   metric?: string;
   mask?: { method: "fisher" | "random" | "union"; pct: number; share?: number };
   trainable?: number;
+  /** Started from random weights (a control). */
+  init?: "random";
 }
 
 /** A fine-tuning record: a main mode, or mode `mask` when `mask` is given. */
@@ -65,6 +69,7 @@ export function run(mode: string, score: number, o: RunOptions = {}): FinetuneRe
       backend: "cpu",
       model: { sha256: "ab".repeat(32), bytes: 1 },
       ...(o.mask ? { mask: { method: o.mask.method, pct: o.mask.pct } } : {}),
+      ...(o.init ? { init: o.init } : {}),
     },
     result: {
       task,

@@ -2,10 +2,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { rankComponents } from "../../lib/analysis/change.ts";
 import { loadResults } from "../../lib/experiments/load.ts";
+import { CONTROL_NAMES } from "../../lib/experiments/profiles.ts";
 import {
   closestK,
   componentLayerMatrix,
+  controlScores,
   layerNormFisherMatrix,
+  MAIN_METHODS,
   mainScores,
   mainTableRows,
   maskPlacement,
@@ -96,6 +99,38 @@ Deno.test("mainScores and mainTableRows: mean and sample std over seeds, mask ru
   assert.deepEqual(bars.tasks, ["RTE", "MRPC"]);
   assert.deepEqual(bars.series[1].values.map((v) => Math.round(v)), [70, 40]);
   assert.ok(bars.series[1].errors.every((e) => Math.abs(e) < 1e-9));
+});
+
+Deno.test("controlScores: controls by method (random init apart from its mode), in the table after the main ones", () => {
+  const data = study({
+    finetune: [
+      ...seeds("full", [0.8, 0.82]),
+      ...seeds("full", [0.5, 0.52], { init: "random" }),
+      ...seeds("head", [0.6, 0.6]),
+      ...seeds("head-pooler", [0.65, 0.63]),
+      ...seeds("layernorm", [0.55, 0.55], { init: "random" }),
+    ],
+  });
+  assert.deepEqual(mainScores(data).map((g) => [g.method, g.mean]), [["full", 0.81]]);
+  const c = controlScores(data);
+  assert.deepEqual(c.map((g) => [g.method, g.n]), [
+    ["full-random-init", 2],
+    ["head", 2],
+    ["head-pooler", 2],
+    ["layernorm-random-init", 2],
+  ]);
+  assert.ok(Math.abs(c[0].mean - 0.51) < 1e-12);
+  assert.equal(c[1].trainable, 0);
+  const rows = mainTableRows([...mainScores(data), ...c], [...MAIN_METHODS, ...CONTROL_NAMES]);
+  assert.deepEqual(rows.slice(0, 5).map((r) => r.method), [
+    "Full fine-tuning",
+    "Head only (control)",
+    "Pooler + head (control)",
+    "Full fine-tuning from random init (control)",
+    "LayerNorm from random init (control)",
+  ]);
+  assert.equal(rows[3]["score (x100, mean ± std)"], "51.00 ± 1.41");
+  assert.equal(rows.length, 10, "five rows, then the five means over tasks");
 });
 
 Deno.test("maskScores, topkLines and closestK: masked runs by method and k, references flat", () => {

@@ -61,6 +61,20 @@ Deno.test("layernorm-output trains only each layer's output LayerNorm and the he
   ]);
 });
 
+Deno.test("controls: head trains only the classifier, head-pooler the pooler too", () => {
+  assert.deepEqual(selected("head"), ["classifier.bias", "classifier.weight"]);
+  assert.deepEqual(selected("head-pooler"), [
+    "bert.pooler.dense.bias",
+    "bert.pooler.dense.weight",
+    "classifier.bias",
+    "classifier.weight",
+  ]);
+  const head = countTrainable(selectTrainable("head", names), shapes);
+  assert.equal(head.encoderTrainable, 0);
+  assert.equal(head.head, 3 * 16 + 3);
+  assert.equal(countTrainable(selectTrainable("head-pooler", names), shapes).encoderTrainable, 16 * 16 + 16);
+});
+
 Deno.test("mask mode: partial masks kept, full ones become 'all', empty and absent ones freeze", () => {
   const q = "bert.encoder.layer.0.attention.self.query.weight";
   const partial = new Float32Array(16 * 16);

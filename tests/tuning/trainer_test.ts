@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadCheckpoint } from "../../lib/bert/checkpoint.ts";
+import { randomWeights } from "../../lib/bert/init.ts";
 import { batchFromEncoded, BertClassifier } from "../../lib/bert/model.ts";
 import { parameterShapes } from "../../lib/bert/names.ts";
 import { readSafetensors, type TensorMap } from "../../lib/bert/safetensors.ts";
@@ -55,7 +56,7 @@ function train(selection: Selection, steps: number) {
 
 const names = [...parameterShapes(ck.config, 2).keys()];
 
-for (const mode of ["layernorm", "bitfit", "layernorm-output"] as ModeName[]) {
+for (const mode of ["layernorm", "bitfit", "layernorm-output", "head", "head-pooler"] as ModeName[]) {
   Deno.test(`${mode}: frozen parameters bitwise unchanged, gradients only for trained ones`, () => {
     const selection = selectTrainable(mode, names);
     const { before, after, gradNames } = train(selection, 3);
@@ -247,6 +248,60 @@ Deno.test("finetune: mask mode trains only the masked elements; STS-B regression
     });
     assert.equal(sts.config.numLabels, 1);
     assert.ok(Number.isFinite(sts.metrics.best.pearson) && Number.isFinite(sts.metrics.best.spearman));
+  } finally {
+    await w.cleanup();
+  }
+});
+
+Deno.test("finetune --init random: starts from BERT's init (per seed), delta holds every tensor, identity differs", async () => {
+  const w = await tinyWorld(32, 12);
+  const tensorsBefore = tf.memory().numTensors;
+  try {
+    const opts = {
+      model: w.model,
+      task: "RTE",
+      mode: "layernorm",
+      init: "random" as const,
+      out: join(w.dir, "random"),
+      epochs: 1,
+      batchSize: 8,
+      maxLen: 24,
+      seed: 5,
+      glueDir: w.glue,
+      quiet: true,
+    };
+    const r = await finetune(opts);
+    assert.equal(tf.memory().numTensors, tensorsBefore, "finetune leaked tensors");
+    assert.equal(r.config.identity.init, "random");
+    const { tensors: delta, info } = await readDelta(r.deltaPath);
+    assert.equal(info.init, "random");
+    assert.deepEqual([...delta.keys()].sort(), [...names].sort(), "every tensor: the base is not the start");
+    // Frozen tensors are the random init's own (seed 5), not the checkpoint's; trained ones moved.
+    const start = randomWeights(ck.config, 2, 5);
+    const base = await loadCheckpoint(w.model, { numLabels: 2, quiet: true });
+    for (const n of names) {
+      const trained = n.includes(".LayerNorm.") || n.startsWith("classifier.");
+      assert.equal(bitwiseEqual(delta.get(n)!.data, start.get(n)!.data), !trained, n);
+      if (n.endsWith("query.weight")) assert.ok(!bitwiseEqual(delta.get(n)!.data, base.tensors.get(n)!.data));
+    }
+    // base + delta is the fine-tuned model whatever the base holds.
+    const applied = await loadWithDelta(w.model, r.deltaPath);
+    for (const n of names) assert.ok(bitwiseEqual(applied.tensors.get(n)!.data, delta.get(n)!.data), n);
+    // Deterministic per seed: the same run elsewhere gives the same bytes; the pretrained run is refused
+    // in this folder (another identity) and differs.
+    const again = await finetune({ ...opts, out: join(w.dir, "random-again") });
+    assert.deepEqual(await Deno.readFile(again.deltaPath), await Deno.readFile(r.deltaPath));
+    await assert.rejects(
+      finetune({ ...opts, init: "pretrained" }),
+      /other arguments \(init: saved "random", now null\)/,
+    );
+    const pre = await finetune({ ...opts, init: "pretrained", out: join(w.dir, "pretrained") });
+    assert.equal(pre.config.identity.init, undefined);
+    assert.notDeepEqual(pre.metrics.epochs[0].trainLoss, r.metrics.epochs[0].trainLoss);
+    await assert.rejects(
+      finetune({ ...opts, init: "other" as never }),
+      /init must be one of pretrained, random/,
+    );
   } finally {
     await w.cleanup();
   }
