@@ -9,7 +9,7 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 if ! command -v deno >/dev/null || [ "$(deno --version | head -1 | cut -d' ' -f2)" != "$DENO_VERSION" ]; then
   npm install -g "deno@$DENO_VERSION" >/dev/null
 fi
-APT_PACKAGES="jupyter-nbconvert jupyter-client python3-ipykernel python3-nbclient jupyter-notebook chromium"
+APT_PACKAGES="jupyter-nbconvert jupyter-client python3-ipykernel python3-nbclient jupyter-notebook chromium slurm-wlm munge"
 missing=""
 # "ok installed", not just known to dpkg: a removed package keeps a "config-files" entry.
 for p in $APT_PACKAGES; do
