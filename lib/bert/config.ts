@@ -57,15 +57,15 @@ export const BERT_BASE: Pick<BertConfig, RequiredField> = {
 /** Validates a parsed config.json; `source` names the file in errors. */
 export function parseConfig(raw: unknown, source = "config.json"): BertConfig {
   if (typeof raw !== "object" || raw === null) throw new Error(`${source}: not a JSON object`);
+  const cfg = { ...DEFAULTS, ...(raw as Record<string, unknown>) } as BertConfig;
+  if (cfg.model_type !== undefined && cfg.model_type !== "bert") {
+    throw new Error(`${source}: model_type is "${cfg.model_type}", only "bert" is supported`);
+  }
   const missing = REQUIRED_FIELDS.filter((k) => (raw as Record<string, unknown>)[k] === undefined);
   if (missing.length > 0) {
     throw new Error(
       `${source}: missing ${missing.join(", ")} (a BERT config.json must give ${REQUIRED_FIELDS.join(", ")})`,
     );
-  }
-  const cfg = { ...DEFAULTS, ...(raw as Record<string, unknown>) } as BertConfig;
-  if (cfg.model_type !== undefined && cfg.model_type !== "bert") {
-    throw new Error(`${source}: model_type is "${cfg.model_type}", only "bert" is supported`);
   }
   for (
     const key of [
