@@ -7,14 +7,18 @@
  * - `state/state.safetensors`: trained parameters, Adam moments, step and metrics so far (one file, so
  *   one atomic rename); saved every `saveEvery` steps and at each epoch end, removed when the run ends;
  * - `metrics.json`: dev metrics and train loss per epoch, the best epoch, timings (`finished: true` once
- *   the run is complete);
- * - `delta.safetensors`: the tuned parameters (lib/tuning/delta.ts); `model/` with `saveModel`.
+ *   the run is complete, with the delta's sha256 and size);
+ * - `delta.safetensors`: the tuned parameters (lib/tuning/delta.ts); `model/` with `saveModel`;
+ * - `.lock` while a process works in OUT (lib/util/lock.ts): a second one waits for it.
+ *
+ * Nothing non-finite is kept: every update is checked (a huge learning rate gives a finite loss but
+ * infinite weights), and an update that is not finite stops the run with the last saved state, which is.
  *
  * Reproducibility: the data order of epoch `e` depends only on `(seed, e)` and the dropout of update `t`
  * only on `(seed, t)`, and the state holds the exact float32 parameters and moments, so a run killed at
  * any moment and started again with the same arguments ends with the same delta bytes as one that was
- * never interrupted (same backend). A finished run is not redone; a run folder whose arguments differ is
- * refused.
+ * never interrupted (same backend). A finished run is not redone, unless its delta does not match its
+ * metrics (truncated, changed): then it is trained again. A run folder whose arguments differ is refused.
  *
  * Defaults, sized for bert-tiny on CPU: 3 epochs, batch 32, 128 tokens, seed 42, lr `defaultLr(mode)`,
  * warm-up ratio 0.06, weight decay 0.01, gradient clip 1.0, state saved every 50 updates. `maxTrain` and
@@ -230,8 +234,8 @@ export class StepRunner {
   /**
    * One update at learning rate `lr`. Returns the batch loss, the gradient norm before clipping and the
    * names gradients were computed for. A non-finite loss or gradient throws `NonFiniteError` before
-   * anything changes; an update that makes a parameter or moment non-finite throws it after (the model's
-   * values are then unusable: the run stops, its last saved state was finite).
+   * anything changes; an update that makes a parameter non-finite throws it after (the model's values
+   * are then unusable: the run stops, its last saved state was finite).
    */
   step(
     batch: Batch,
