@@ -13,7 +13,7 @@
 import { join } from "node:path";
 import { type BertConfig, readConfig } from "./config.ts";
 import { CLASSIFIER, parameterShapes, POOLER, sizeOf } from "./names.ts";
-import { type NamedTensor, type TensorMap, writeSafetensors } from "./safetensors.ts";
+import { type NamedTensor, nonFiniteTensor, type TensorMap, writeSafetensors } from "./safetensors.ts";
 import { readWeights, type WeightsFormat } from "./weights.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { mulberry32, normal } from "../util/random.ts";
@@ -95,6 +95,10 @@ export async function loadCheckpoint(dir: string, opts: LoadOptions): Promise<Ch
   const { format, path: file, tensors: raw } = await readWeights(dir, {
     skip: (name) => isDropped(name) && skipped.push(name) > 0,
   });
+  // NaN or infinite weights (a diverged training, a corrupt conversion) would only show up later as a
+  // NaN loss blamed on the learning rate.
+  const bad = nonFiniteTensor(raw);
+  if (bad) throw new Error(`${file}: ${bad}; refusing to load a checkpoint with non-finite weights`);
   const shapes = parameterShapes(config, numLabels);
 
   const found = new Map<string, NamedTensor>();

@@ -2,6 +2,8 @@
  * BERT's configuration, read from a Hugging Face `config.json`. Field names are Hugging Face's, so a
  * config written back is one transformers reads.
  */
+import { quote } from "../util/text.ts";
+
 export interface BertConfig {
   vocab_size: number;
   hidden_size: number;
@@ -20,11 +22,19 @@ export interface BertConfig {
   [key: string]: unknown;
 }
 
-const DEFAULTS: Omit<BertConfig, "vocab_size"> = {
-  hidden_size: 768,
-  num_hidden_layers: 12,
-  num_attention_heads: 12,
-  intermediate_size: 3072,
+/** Fields that decide the model's shape: a config.json without one of them is an error, never a default. */
+export const REQUIRED_FIELDS = [
+  "vocab_size",
+  "hidden_size",
+  "num_hidden_layers",
+  "num_attention_heads",
+  "intermediate_size",
+] as const;
+
+type RequiredField = typeof REQUIRED_FIELDS[number];
+
+/** Hugging Face's BertConfig defaults for the other fields. */
+const DEFAULTS: Omit<BertConfig, RequiredField> = {
   hidden_act: "gelu",
   hidden_dropout_prob: 0.1,
   attention_probs_dropout_prob: 0.1,
@@ -35,12 +45,27 @@ const DEFAULTS: Omit<BertConfig, "vocab_size"> = {
   pad_token_id: 0,
 };
 
+/** bert-base-uncased's shape (what the paper's counts refer to). */
+export const BERT_BASE: Pick<BertConfig, RequiredField> = {
+  vocab_size: 30522,
+  hidden_size: 768,
+  num_hidden_layers: 12,
+  num_attention_heads: 12,
+  intermediate_size: 3072,
+};
+
 /** Validates a parsed config.json; `source` names the file in errors. */
 export function parseConfig(raw: unknown, source = "config.json"): BertConfig {
   if (typeof raw !== "object" || raw === null) throw new Error(`${source}: not a JSON object`);
   const cfg = { ...DEFAULTS, ...(raw as Record<string, unknown>) } as BertConfig;
   if (cfg.model_type !== undefined && cfg.model_type !== "bert") {
     throw new Error(`${source}: model_type is "${cfg.model_type}", only "bert" is supported`);
+  }
+  const missing = REQUIRED_FIELDS.filter((k) => (raw as Record<string, unknown>)[k] === undefined);
+  if (missing.length > 0) {
+    throw new Error(
+      `${source}: missing ${missing.join(", ")} (a BERT config.json must give ${REQUIRED_FIELDS.join(", ")})`,
+    );
   }
   for (
     const key of [
@@ -55,7 +80,7 @@ export function parseConfig(raw: unknown, source = "config.json"): BertConfig {
   ) {
     const v = cfg[key];
     if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
-      throw new Error(`${source}: ${key} must be a positive integer, got ${JSON.stringify(v)}`);
+      throw new Error(`${source}: ${key} must be a positive integer, got ${quote(v)}`);
     }
   }
   if (cfg.hidden_size % cfg.num_attention_heads !== 0) {
@@ -67,6 +92,20 @@ export function parseConfig(raw: unknown, source = "config.json"): BertConfig {
     throw new Error(`${source}: hidden_act "${cfg.hidden_act}" is not supported (only the exact erf "gelu")`);
   }
   return cfg;
+}
+
+/**
+ * Why examples of `maxLen` tokens cannot run on a model of this config, or `undefined`: a pair needs room
+ * for [CLS] and two [SEP], and every position needs a position embedding.
+ */
+export function maxLenProblem(maxLen: number, config: BertConfig): string | undefined {
+  if (!Number.isInteger(maxLen) || maxLen < 3) {
+    return `must be an integer >= 3 (room for [CLS] and two [SEP]), got ${maxLen}`;
+  }
+  if (maxLen > config.max_position_embeddings) {
+    return `${maxLen} is more than the model's max_position_embeddings ${config.max_position_embeddings}`;
+  }
+  return undefined;
 }
 
 export async function readConfig(path: string): Promise<BertConfig> {

@@ -4,8 +4,10 @@
  * raw tensor bytes. Hugging Face checkpoints ship in it, and writing it back keeps our fine-tuned models
  * loadable by transformers. F32, F16 and BF16 are read (all become Float32Array); we always write F32.
  *
- * The header is validated fully before any data is touched, because a corrupt or truncated download
- * should fail with a message naming the file and the tensor, not with a RangeError deep in the model.
+ * The header is validated fully before any data is touched, because a corrupt or truncated file should
+ * fail with a message naming the file and the tensor, not with a RangeError deep in the model. Writing
+ * refuses tensors with NaN or infinite values (a diverged run must not leave weights that look finished);
+ * loaders of weights check the same with `nonFiniteTensor`.
  */
 import { writeFileAtomic } from "../util/atomic.ts";
 
@@ -107,7 +109,7 @@ export function decodeSafetensors(
   if (headerLen > BigInt(MAX_HEADER) || 8n + headerLen > BigInt(bytes.length)) {
     fail(
       `header length ${headerLen} is out of bounds (file has ${bytes.length} bytes): ` +
-        `the file is truncated or not safetensors; download it again`,
+        `the file is truncated or not safetensors (a download or a write cut short): fetch or regenerate it`,
     );
   }
   const n = Number(headerLen);
@@ -240,6 +242,30 @@ export function encodeSafetensors(tensors: TensorMap, metadata?: Record<string, 
   return out;
 }
 
+/**
+ * The first tensor holding NaN or an infinity, described ("tensor "x" has 3 non-finite values, the first
+ * NaN at index 7"), or `undefined` when every value is finite.
+ */
+export function nonFiniteTensor(tensors: TensorMap): string | undefined {
+  for (const [name, t] of tensors) {
+    const d = t.data;
+    let first = -1, count = 0;
+    for (let i = 0; i < d.length; i++) {
+      // x - x is 0 for every finite x and NaN for NaN and the infinities.
+      if (d[i] - d[i] !== 0) {
+        if (first < 0) first = i;
+        count++;
+      }
+    }
+    if (count > 0) {
+      return `tensor "${name}" [${t.shape}] has ${count} non-finite value(s), the first ${
+        d[first]
+      } at index ${first}`;
+    }
+  }
+  return undefined;
+}
+
 export async function readBytes(path: string): Promise<Uint8Array> {
   try {
     return await Deno.readFile(path);
@@ -259,11 +285,13 @@ export async function readSafetensorsWithMetadata(
   return decodeSafetensors(await readBytes(path), path, opts);
 }
 
-/** Writes F32 safetensors atomically (temp file + rename). */
+/** Writes F32 safetensors atomically (temp file + rename); a non-finite value is an error, nothing written. */
 export async function writeSafetensors(
   path: string,
   tensors: TensorMap,
   metadata?: Record<string, string>,
 ): Promise<void> {
+  const bad = nonFiniteTensor(tensors);
+  if (bad) throw new Error(`${path}: not written: ${bad}`);
   await writeFileAtomic(path, encodeSafetensors(tensors, metadata));
 }

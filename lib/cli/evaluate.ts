@@ -14,7 +14,7 @@ import { initBackend } from "../tf.ts";
 import { loadWithDelta } from "../tuning/delta.ts";
 import { encodeExamples, evaluateModel } from "../tuning/evaluate.ts";
 import { modelDir } from "../util/paths.ts";
-import { backendFlag } from "./finetune.ts";
+import { backendFlag, maxLenFlag } from "./finetune.ts";
 import { parseFlags, UsageError } from "./flags.ts";
 
 export async function run(args: string[]): Promise<void> {
@@ -33,13 +33,12 @@ export async function run(args: string[]): Promise<void> {
   const backend = await initBackend(backendFlag(f.optionalString("backend")));
   const task = getTask(f.string("task"));
   const split = f.string("split", task.mainSplit);
-  const maxLen = f.number("max-len", 128);
   const batchSize = f.number("batch-size", 64);
-  if (!Number.isInteger(maxLen) || maxLen < 3) throw new UsageError(`--max-len must be an integer >= 3`);
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new UsageError(`--batch-size must be a positive integer`);
   }
   const dir = modelDir(f.string("model"));
+  const maxLen = await maxLenFlag(f, dir);
   const deltaFile = f.optionalString("delta");
   const ck = deltaFile
     ? await loadWithDelta(dir, deltaFile)

@@ -14,10 +14,13 @@
  * saved result); `--fresh` starts over.
  */
 import { INIT_NAMES, type InitName } from "../bert/init.ts";
+import { join } from "node:path";
+import { maxLenProblem, readConfig } from "../bert/config.ts";
 import { type BackendName, BACKENDS } from "../tf.ts";
 import { describeCounts, MODE_NAMES } from "../tuning/modes.ts";
 import { finetune, type RunResult } from "../tuning/trainer.ts";
-import { parseFlags, UsageError } from "./flags.ts";
+import { modelDir } from "../util/paths.ts";
+import { type Flags, parseFlags, UsageError } from "./flags.ts";
 
 const SPEC = {
   model: "string",
@@ -56,6 +59,17 @@ export function backendFlag(value: string | undefined): BackendName | undefined 
   return value as BackendName;
 }
 
+/**
+ * Reads `--max-len` (default `fallback`), checked against the model's config.json: a length the model
+ * has no position embeddings for is a usage error now, not a crash at the first long batch.
+ */
+export async function maxLenFlag(f: Flags, model: string, fallback = 128): Promise<number> {
+  const maxLen = f.number("max-len", fallback);
+  const problem = maxLenProblem(maxLen, await readConfig(join(model, "config.json")));
+  if (problem) throw new UsageError(`--max-len ${problem} (${model})`);
+  return maxLen;
+}
+
 export async function run(args: string[]): Promise<void> {
   const f = parseFlags(args, SPEC, ["model", "task", "mode", "out"]);
   const mode = f.string("mode");
@@ -66,6 +80,7 @@ export async function run(args: string[]): Promise<void> {
   if (init !== undefined && !(INIT_NAMES as readonly string[]).includes(init)) {
     throw new UsageError(`--init ${init} is not an initialisation; use one of ${INIT_NAMES.join(", ")}`);
   }
+  const maxLen = f.has("max-len") ? await maxLenFlag(f, modelDir(f.string("model"))) : undefined;
   const result = await finetune({
     model: f.string("model"),
     task: f.string("task"),
@@ -75,7 +90,7 @@ export async function run(args: string[]): Promise<void> {
     lr: f.optionalNumber("lr"),
     epochs: f.optionalNumber("epochs"),
     batchSize: f.optionalNumber("batch-size"),
-    maxLen: f.optionalNumber("max-len"),
+    maxLen,
     seed: f.optionalNumber("seed"),
     out: f.string("out"),
     maxTrain: f.optionalNumber("max-train"),

@@ -31,6 +31,7 @@ import {
   type LabeledBatch,
   rankComponentsByFisher,
 } from "../analysis/fisher.ts";
+import { maxLenFlag } from "./finetune.ts";
 import { parseFlags, UsageError } from "./flags.ts";
 
 interface Row {
@@ -108,7 +109,6 @@ export async function run(args: string[]): Promise<void> {
     throw new UsageError("--head and --delta exclude each other (a delta has its head)");
   }
   const seed = flags.number("seed", 0);
-  const maxLen = flags.number("max-len", 128);
   const wanted = flags.optionalNumber("examples");
   if (wanted !== undefined && (!Number.isInteger(wanted) || wanted < 1)) {
     throw new UsageError(`--examples must be a positive integer, got ${wanted}`);
@@ -123,6 +123,8 @@ export async function run(args: string[]): Promise<void> {
 
   const dir = modelDir(flags.string("model"));
   const task = flags.has("task") ? getTask(flags.string("task")) : undefined;
+  // With --inputs the rows come encoded: --max-len is then only recorded.
+  const maxLen = task ? await maxLenFlag(flags, dir) : flags.number("max-len", 128);
   const split = flags.string("split", "train");
 
   // The examples.

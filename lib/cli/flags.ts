@@ -1,6 +1,6 @@
 /**
  * Flag parsing shared by every command: `--name value` or `--name=value`, booleans as bare `--name`.
- * Unknown flags and missing required ones are errors that name the flag.
+ * Unknown flags, missing required ones and a flag given twice (except lists) are errors that name the flag.
  *
  * ```ts
  * const f = parseFlags(args, { model: "string", "max-len": "number", fresh: "boolean" }, ["model"]);
@@ -8,6 +8,7 @@
  * ```
  */
 import { parseArgs } from "node:util";
+import { quote } from "../util/text.ts";
 
 export type FlagKind = "string" | "number" | "boolean" | "strings";
 export type FlagSpec = Record<string, FlagKind>;
@@ -51,9 +52,16 @@ export function parseFlags(args: string[], spec: FlagSpec, required: string[] = 
   if (args.includes("--help") || args.includes("-h")) throw new HelpRequest(spec);
   let parsed;
   try {
-    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true, tokens: true });
   } catch (err) {
     throw new UsageError((err as Error).message);
+  }
+  // parseArgs keeps the last of `--lr 0.01 --lr 0.02`: which one was meant is unknowable, so refuse.
+  const seen = new Set<string>();
+  for (const t of parsed.tokens ?? []) {
+    if (t.kind !== "option" || spec[t.name] === "strings") continue;
+    if (seen.has(t.name)) throw new UsageError(`--${t.name} is given more than once; give it once`);
+    seen.add(t.name);
   }
   const values = parsed.values as Record<string, string | string[] | boolean | undefined>;
   for (const name of required) {
@@ -64,7 +72,7 @@ export function parseFlags(args: string[], spec: FlagSpec, required: string[] = 
     if (v === undefined) return undefined;
     const n = Number(v);
     if (typeof v !== "string" || v.trim() === "" || !Number.isFinite(n)) {
-      throw new UsageError(`--${name} must be a number, got ${JSON.stringify(v)}`);
+      throw new UsageError(`--${name} must be a number, got ${quote(v)}`);
     }
     return n;
   };

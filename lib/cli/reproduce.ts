@@ -5,7 +5,8 @@
  * results (NORMTUNE_PROFILE and NORMTUNE_RESULTS set for them) and exported as HTML with an index into
  * reports/.
  *
- * `--jobs N` (or NORMTUNE_JOBS) runs each grid as N processes, one core each. `--fresh` recomputes every
+ * `--reports DIR` (or NORMTUNE_REPORTS; default reports/) is where the HTML goes. `--jobs N` (or
+ * NORMTUNE_JOBS) runs each grid as N processes, one core each. `--fresh` recomputes every
  * cell. Takes the common flags of `normtune grid` (--model, --backend, --glue-dir, --results, --runs,
  * --verbose).
  */
@@ -84,7 +85,7 @@ export async function run(args: string[]): Promise<void> {
   if (f.bool("skip-notebooks")) return failed();
 
   const notebooksDir = resolve(f.string("notebooks", join(ROOT, "notebooks")));
-  const outDir = resolve(f.string("reports", join(ROOT, "reports")));
+  const outDir = resolve(f.string("reports", Deno.env.get("NORMTUNE_REPORTS") ?? join(ROOT, "reports")));
   await buildReports({
     notebooksDir,
     outDir,

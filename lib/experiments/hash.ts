@@ -14,6 +14,7 @@ import { createHash, type Hash } from "node:crypto";
 import { parseShardIndex } from "../bert/sharded.ts";
 import { findWeights } from "../bert/weights.ts";
 import { join } from "node:path";
+import { fileChecksum } from "../util/checksum.ts";
 
 /** Hex characters of a cell id (64 bits: collisions are not a concern for grids of thousands). */
 export const ID_LENGTH = 16;
@@ -93,13 +94,7 @@ async function cached(
 
 /** sha256 and size of a whole file (GLUE TSVs: a few MB, hashed in well under a second). */
 export function fileIdentity(path: string): Promise<FileIdentity> {
-  return cached(path, async (stat) => {
-    const hash = createHash("sha256");
-    // The readable stream closes the file when it ends.
-    const file = await Deno.open(path);
-    for await (const chunk of file.readable) hash.update(chunk);
-    return { sha256: hash.digest("hex"), bytes: stat.size };
-  });
+  return cached(path, () => fileChecksum(path));
 }
 
 const SAMPLE = 1 << 20;

@@ -5,7 +5,9 @@
  *   the cell it was in, and the next run starts that cell again (the trainer resumes its own checkpoint
  *   inside the cell's runs folder);
  * - a cell whose record exists but whose artefacts are gone (fresh clone with committed results) is
- *   recomputed only when a dependant needs those artefacts;
+ *   recomputed only when a dependant needs those artefacts; one whose artefact no longer matches the
+ *   checksum in its record (truncated, changed) is recomputed, with the reason in the progress line;
+ * - temporary files that killed writes left in a cell's runs folder are removed before it runs;
  * - `fresh` ids are recomputed once per runner (their runs folder cleared first), whatever the store holds.
  *
  * Each kind has an executor (lib/experiments/cells.ts holds the real ones; tests pass fakes).
@@ -17,6 +19,8 @@
  */
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { removeStaleTemps } from "../util/atomic.ts";
+import { type Checksum, fileChecksum } from "../util/checksum.ts";
 import { type Cell, closure, type Grid } from "./grid.ts";
 import { type CellRecord, type LockOptions, RECORD_SIZE_LIMIT, type ResultStore } from "./store.ts";
 
@@ -105,10 +109,14 @@ export class Runner {
     this.onEvent = onEvent;
   }
 
-  /** Whether a cell counts as finished now (record present and not due for a fresh recomputation). */
+  /**
+   * Whether a cell counts as finished now: record present, artefacts not truncated, not due for a fresh
+   * recomputation.
+   */
   async isDone(cell: Cell): Promise<boolean> {
     if (this.wantsFresh(cell)) return false;
-    return (await this.store.read(cell.id)) !== undefined;
+    const rec = await this.store.read(cell.id);
+    return rec !== undefined && (await this.store.artefactProblem(rec, false)) === undefined;
   }
 
   private wantsFresh(cell: Cell): boolean {
@@ -200,12 +208,16 @@ export class Runner {
   async ensure(cell: Cell, needArtefacts = false): Promise<CellRecord> {
     const failed = this.failed.get(cell.id);
     if (failed) throw failed;
-    const ok = async (rec: CellRecord | undefined) =>
-      rec !== undefined && !this.wantsFresh(cell) &&
-      (!needArtefacts || await this.store.artefactsPresent(rec));
+    // Why the cell must be computed, or undefined when its record (and artefacts, if needed) will do.
+    const why = async (rec: CellRecord | undefined) =>
+      this.wantsFresh(cell)
+        ? "fresh"
+        : rec === undefined
+        ? "not run"
+        : await this.store.artefactProblem(rec, needArtefacts);
     let rec = await this.store.read(cell.id);
-    if (await ok(rec)) return rec!;
-    const reason = this.wantsFresh(cell) ? "fresh" : rec ? "artefacts missing" : "not run";
+    let reason = await why(rec);
+    if (reason === undefined) return rec!;
 
     const deps: Record<string, DepInput> = {};
     for (const [role, dep] of Object.entries(cell.deps)) {
@@ -226,9 +238,12 @@ export class Runner {
       onWait: (holder) => this.onEvent({ type: "wait", cell, holder }),
     });
     try {
-      // Another process may have finished it while we waited for the lock.
+      // Another process may have finished (or repaired) it while we waited for the lock.
       rec = await this.store.read(cell.id);
-      if (await ok(rec)) return rec!;
+      reason = await why(rec);
+      if (reason === undefined) return rec!;
+      // A damaged artefact needs no clearing: fisher and mask cells rewrite theirs, and the trainer redoes
+      // a finished run whose delta does not match its metrics (lib/tuning/trainer.ts).
       if (this.wantsFresh(cell)) await this.store.clearRun(cell.id);
       return await this.compute(cell, deps, reason);
     } catch (err) {
@@ -249,6 +264,9 @@ export class Runner {
     }
     const dir = this.store.runDir(cell.id);
     await Deno.mkdir(dir, { recursive: true });
+    // This process holds the cell's lock: no one else writes here.
+    const stale = await removeStaleTemps(dir);
+    if (stale.length) this.log(`${cell.id} removed ${stale.join(", ")} (left by a write cut short)`);
     const remaining = [...this.position.remaining.values()];
     this.onEvent({
       type: "start",
@@ -268,9 +286,10 @@ export class Runner {
     });
     const seconds = (performance.now() - t0) / 1000;
     const artefacts = out.artefacts ?? [];
+    const checksums: Record<string, Checksum> = {};
     for (const name of artefacts) {
       try {
-        await Deno.stat(join(dir, name));
+        checksums[name] = await fileChecksum(join(dir, name));
       } catch {
         throw new Error(
           `the ${cell.kind} executor said it wrote ${join(dir, name)} for cell ${cell.id} (${cell.label}), ` +
@@ -287,6 +306,7 @@ export class Runner {
       deps: cell.depIds,
       result: out.result,
       artefacts,
+      ...(artefacts.length ? { checksums } : {}),
       cost: cell.cost,
       costClass: cell.costClass,
       ...(Object.keys(cell.meta).length ? { meta: cell.meta } : {}),

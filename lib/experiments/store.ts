@@ -1,24 +1,26 @@
 /**
  * The result store: one small JSON file per finished cell (`<results>/<id>.json`, written atomically, small
  * enough to commit) and one folder of large artefacts per cell (`<runs>/<id>/`: deltas, Fisher tensors,
- * masks; git-ignored). A record's presence means the cell finished; an artefact may still be missing (a
- * fresh clone with committed results), which the runner repairs only when a dependant needs it.
+ * masks; git-ignored). A record's presence means the cell finished; it holds each artefact's checksum. An
+ * artefact may still be missing (a fresh clone with committed results), which the runner repairs only
+ * when a dependant needs it; one that no longer matches its checksum is recomputed.
  *
- * Locks (`<runs>/.locks/<id>.lock`) keep two processes (a job array, or a grid and a `run-cell`) from
- * computing the same cell at once: the holder refreshes the lock's mtime from a worker thread (so a long
- * synchronous training step cannot starve it); a lock whose process is gone (same host) or whose mtime is
- * older than `staleMs` (other hosts) is taken over.
+ * Locks (`<runs>/.locks/<id>.lock`, lib/util/lock.ts) keep two processes (a job array, or a grid and a
+ * `run-cell`) from computing the same cell at once.
  *
  * ```ts
  * const store = new ResultStore(resultsDir("cpu"), runsDir("cpu"));
  * await store.read("0123456789abcdef"); // CellRecord | undefined
  * ```
  */
-import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { readJsonIfExists, writeFileAtomic } from "../util/atomic.ts";
+import { type Checksum, checksumMismatch } from "../util/checksum.ts";
+import { acquireLock, type Lock, type LockOptions } from "../util/lock.ts";
 import { ROOT } from "../util/paths.ts";
 import type { CellConfig } from "./grid.ts";
+
+export type { Lock, LockOptions };
 
 /** Bytes above which a record is reported as too large to commit comfortably. */
 export const RECORD_SIZE_LIMIT = 50_000;
@@ -34,6 +36,11 @@ export interface CellRecord {
   result: Record<string, unknown>;
   /** File names inside the cell's runs folder that dependants read. */
   artefacts: string[];
+  /**
+   * sha256 and size of each artefact as written. Records from before checksums were kept lack it: their
+   * artefacts are only checked to exist.
+   */
+  checksums?: Record<string, Checksum>;
   /** The cost estimate the cell was planned with (its kind's units), and its class. */
   cost: number;
   costClass?: string;
@@ -66,19 +73,6 @@ export function runsDir(profile: string, flag?: string): string {
 }
 
 const ID_RE = /^[0-9a-f]{16}$/;
-
-export interface LockOptions {
-  /** How often the holder refreshes the lock, and a waiter looks again (ms). */
-  pollMs?: number;
-  /** A lock not refreshed for this long is taken over (ms); must exceed `pollMs` by a wide margin. */
-  staleMs?: number;
-  /** Called once when the lock is held by someone else. */
-  onWait?: (holder: string) => void;
-}
-
-export interface Lock {
-  release(): Promise<void>;
-}
 
 export class ResultStore {
   readonly results: string;
@@ -133,16 +127,30 @@ export class ResultStore {
     return out.sort((a, b) => a.id.localeCompare(b.id));
   }
 
-  /** True when every artefact the record lists exists in the cell's runs folder. */
-  async artefactsPresent(record: CellRecord): Promise<boolean> {
+  /**
+   * Why a finished cell's artefacts are not the ones its record describes, or `undefined` when they are.
+   * Always checked (cheap): an artefact present with another size than was written (truncated). With
+   * `needed` (a dependant is about to read them) also: an artefact missing, or its sha256 changed. A
+   * missing artefact that nothing needs is no problem: a fresh clone has the records, not the runs.
+   */
+  async artefactProblem(record: CellRecord, needed: boolean): Promise<string | undefined> {
     for (const name of record.artefacts) {
-      try {
-        await Deno.stat(join(this.runDir(record.id), name));
-      } catch {
-        return false;
+      const path = join(this.runDir(record.id), name);
+      const sum = record.checksums?.[name];
+      const stat = await Deno.stat(path).catch(() => undefined);
+      if (!stat) {
+        if (needed) return `${path} is missing`;
+        continue;
       }
+      if (!sum) continue;
+      const problem = needed
+        ? await checksumMismatch(path, sum)
+        : stat.size !== sum.bytes
+        ? `${path} has ${stat.size} bytes, ${sum.bytes} were written`
+        : undefined;
+      if (problem) return problem;
     }
-    return true;
+    return undefined;
   }
 
   /** Removes a cell's runs folder (before a fresh recomputation, so a resumable trainer starts over). */
@@ -164,92 +172,8 @@ export class ResultStore {
     return join(this.runs, ".locks", `${id}.lock`);
   }
 
-  /** Waits for and takes the cell's lock. */
-  async lock(id: string, opts: LockOptions = {}): Promise<Lock> {
-    const pollMs = opts.pollMs ?? 5_000;
-    const staleMs = opts.staleMs ?? Math.max(60_000, pollMs * 6);
-    const path = this.lockPath(id);
-    await Deno.mkdir(join(this.runs, ".locks"), { recursive: true });
-    const me = JSON.stringify({ host: hostname(), pid: Deno.pid, since: new Date().toISOString() });
-    let waited = false;
-    while (true) {
-      try {
-        await Deno.writeTextFile(path, me, { createNew: true });
-        break;
-      } catch (err) {
-        if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
-      }
-      const holder = await Deno.readTextFile(path).catch(() => undefined);
-      if (holder === undefined) continue; // released between our two calls
-      if (await isStale(path, holder, staleMs)) {
-        // Remove only the lock we judged stale, not one a third process took meanwhile.
-        const again = await Deno.readTextFile(path).catch(() => undefined);
-        if (again === holder) await Deno.remove(path).catch(() => {});
-        continue;
-      }
-      if (!waited) opts.onWait?.(holder);
-      waited = true;
-      await sleep(Math.min(pollMs, 1_000));
-    }
-    const stop = heartbeat(path, pollMs);
-    return {
-      async release() {
-        stop();
-        const content = await Deno.readTextFile(path).catch(() => undefined);
-        if (content === me) await Deno.remove(path).catch(() => {});
-      },
-    };
-  }
-}
-
-// Refreshes the lock's mtime from a worker thread: training steps and Fisher passes are synchronous and
-// can hold this thread for longer than `staleMs`, which must not make the lock look abandoned.
-const HEARTBEAT = `self.onmessage = (e) => {
-  const { path, ms } = e.data;
-  setInterval(() => { try { const now = new Date(); Deno.utimeSync(path, now, now); } catch { /* released */ } }, ms);
-};`;
-
-function heartbeat(path: string, ms: number): () => void {
-  const worker = new Worker(`data:application/javascript,${encodeURIComponent(HEARTBEAT)}`, {
-    type: "module",
-  });
-  worker.postMessage({ path, ms });
-  return () => worker.terminate();
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function isStale(path: string, content: string, staleMs: number): Promise<boolean> {
-  let holder: { host?: string; pid?: number } = {};
-  try {
-    holder = JSON.parse(content);
-  } catch {
-    // a lock being written: judge by age below
-  }
-  if (holder.host === hostname() && typeof holder.pid === "number" && holder.pid !== Deno.pid) {
-    if (!processAlive(holder.pid)) return true;
-  }
-  const stat = await Deno.stat(path).catch(() => undefined);
-  if (!stat?.mtime) return false;
-  return Date.now() - stat.mtime.getTime() > staleMs;
-}
-
-/** Whether a process of this host is alive (Linux `/proc`; elsewhere unknown, so assumed alive). */
-function processAlive(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) {
-      try {
-        Deno.statSync("/proc/self");
-        return false;
-      } catch {
-        return true;
-      }
-    }
-    return true;
+  /** Waits for and takes the cell's lock (lib/util/lock.ts). */
+  lock(id: string, opts: LockOptions = {}): Promise<Lock> {
+    return acquireLock(this.lockPath(id), opts);
   }
 }

@@ -4,8 +4,8 @@
  * missing final newline. Empty lines carry nothing and are passed over.
  *
  * A malformed row (wrong column count, a label outside the task's label set, a score that is not a
- * number) is an error naming `file:line`, unless `skipBadRows` is set: then it is counted in `skipped`
- * and the first few reasons are kept in `skipReasons`. Files are streamed line by line, so MNLI's
+ * number) is an error naming `file:line` (quoted input cut to a readable length), unless `skipBadRows` is
+ * set: then it is counted in `skipped` and the first few reasons are kept in `skipReasons`. Files are streamed line by line, so MNLI's
  * ~400 MB train file never sits in memory as one string.
  *
  * `maxExamples` with `seed` (default 0) keeps a deterministic random subset, in file order (for SST-2's
@@ -18,6 +18,7 @@
 import { join } from "node:path";
 import { glueDir as defaultGlueDir } from "../util/paths.ts";
 import { mulberry32 } from "../util/random.ts";
+import { quote } from "../util/text.ts";
 import { type Example, type GlueTask, splitFile } from "./tasks.ts";
 
 export interface LoadOptions {
@@ -86,7 +87,7 @@ export async function loadFile(task: GlueTask, file: string, opts: LoadOptions =
     if (typeof parsed === "string") {
       const reason = `${file}:${line}: ${parsed}`;
       if (!opts.skipBadRows) {
-        throw new Error(`${reason} (pass skipBadRows / --skip-bad-rows to pass over malformed rows)`);
+        throw new Error(`${reason}; fix or remove that line`);
       }
       skipped++;
       if (skipReasons.length < MAX_REASONS) skipReasons.push(reason);
@@ -127,7 +128,7 @@ function headerLayout(task: GlueTask, header: string[], file: string, line: numb
     const i = header.indexOf(c);
     if (i < 0) {
       throw new Error(
-        `${file}:${line}: no column "${c}" in the header (found ${JSON.stringify(header)}); ` +
+        `${file}:${line}: no column "${c}" in the header (found ${quote(header)}); ` +
           `is this the ${task.name} file?`,
       );
     }
@@ -150,10 +151,10 @@ function parseRow(task: GlueTask, layout: Layout, cols: string[]): Example | str
   let label: number;
   if (task.labels === null) {
     label = Number(raw);
-    if (raw === "" || !Number.isFinite(label)) return `score ${JSON.stringify(raw)} is not a number`;
+    if (raw === "" || !Number.isFinite(label)) return `score ${quote(raw)} is not a number`;
   } else {
     label = task.labels.indexOf(raw);
-    if (label < 0) return `label ${JSON.stringify(raw)} is not one of ${JSON.stringify(task.labels)}`;
+    if (label < 0) return `label ${quote(raw)} is not one of ${JSON.stringify(task.labels)}`;
   }
   return layout.b === undefined
     ? { textA: cols[layout.a], label, line: 0 }

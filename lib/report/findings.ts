@@ -56,7 +56,7 @@
  * const md = renderResultsMarkdown(await loadResults());
  * ```
  */
-import { parseConfig } from "../bert/config.ts";
+import { BERT_BASE, parseConfig } from "../bert/config.ts";
 import { isBias, isLayerNorm, parameterShapes, sizeOf } from "../bert/names.ts";
 import { CONTROL_NAMES, PROFILES } from "../experiments/profiles.ts";
 import {
@@ -369,7 +369,7 @@ export function finding2(data: StudyData): FindingResult {
 // Finding 3: LayerNorm-only is close to full fine-tuning and BitFit with about a fifth of BitFit's size
 
 /** Encoder elements trained by LayerNorm-only, output-LayerNorm-only and BitFit, for a BERT shape. */
-export function parameterCounts(config = parseConfig({ vocab_size: 30522 })): {
+export function parameterCounts(config = parseConfig(BERT_BASE)): {
   layernorm: number;
   layernormOutput: number;
   bitfit: number;

@@ -16,7 +16,12 @@
  */
 import { type Checkpoint, loadCheckpoint } from "../bert/checkpoint.ts";
 import { CLASSIFIER } from "../bert/names.ts";
-import { readSafetensorsWithMetadata, type TensorMap, writeSafetensors } from "../bert/safetensors.ts";
+import {
+  nonFiniteTensor,
+  readSafetensorsWithMetadata,
+  type TensorMap,
+  writeSafetensors,
+} from "../bert/safetensors.ts";
 
 export const DELTA_METADATA_KEY = "normtune";
 
@@ -48,6 +53,8 @@ export async function readDelta(
       `${path}: no "${CLASSIFIER}.weight" [numLabels, hidden] tensor; is this a normtune delta file?`,
     );
   }
+  const bad = nonFiniteTensor(tensors);
+  if (bad) throw new Error(`${path}: ${bad}; refusing to use a delta with non-finite weights`);
   let info: Partial<DeltaInfo> = {};
   const raw = metadata[DELTA_METADATA_KEY];
   if (raw !== undefined) {

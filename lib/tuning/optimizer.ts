@@ -130,6 +130,22 @@ export class AdamW {
     }
   }
 
+  /**
+   * The first trained parameter that holds NaN or an infinity, or `undefined`: one read of one small
+   * vector, so it can run after every update. A huge learning rate gives a finite loss and gradient but an
+   * infinite update, which only this check sees. The moments need none: finite gradients (the caller
+   * checks their norm) keep them finite.
+   */
+  nonFinite(): string | undefined {
+    if (this.names.length === 0) return undefined;
+    // x * 0 is 0 for finite x and NaN otherwise, so each sum is 0 or NaN.
+    const sums = tf.tidy(() => tf.stack(this.names.map((n) => tf.sum(tf.mul(this.#slots.get(n)!.param, 0)))));
+    const d = sums.dataSync();
+    sums.dispose();
+    const i = d.findIndex((x) => x !== 0);
+    return i < 0 ? undefined : this.names[i];
+  }
+
   /** The moments as named tensors `m/NAME`, `v/NAME` (for saving a run's state). */
   exportState(): TensorMap {
     const out: TensorMap = new Map();

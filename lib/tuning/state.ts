@@ -4,9 +4,15 @@
  * far, so that saving it is a single atomic rename: a run killed at any moment finds either the previous
  * state or the new one, never half of each.
  */
-import { basename, dirname, join } from "node:path";
-import { readSafetensorsWithMetadata, type TensorMap, writeSafetensors } from "../bert/safetensors.ts";
+import { dirname, join } from "node:path";
+import {
+  nonFiniteTensor,
+  readSafetensorsWithMetadata,
+  type TensorMap,
+  writeSafetensors,
+} from "../bert/safetensors.ts";
 import { tf } from "../tf.ts";
+import { removeStaleTemps } from "../util/atomic.ts";
 import type { AdamW } from "./optimizer.ts";
 
 /** The files of run folder `out`. */
@@ -19,6 +25,8 @@ export function runPaths(out: string) {
     model: join(out, "model"),
     stateDir: join(out, "state"),
     state: join(out, "state", "state.safetensors"),
+    /** Held by the process working in the folder (lib/util/lock.ts). */
+    lock: join(out, ".lock"),
   };
 }
 
@@ -76,13 +84,7 @@ export async function saveState(
 export async function readState(
   path: string,
 ): Promise<{ state: SavedState; tensors: TensorMap } | undefined> {
-  try {
-    for await (const e of Deno.readDir(dirname(path))) {
-      if (e.name.startsWith(`${basename(path)}.tmp-`)) await Deno.remove(join(dirname(path), e.name));
-    }
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-  }
+  await removeStaleTemps(dirname(path));
   try {
     await Deno.stat(path);
   } catch {
@@ -91,6 +93,9 @@ export async function readState(
   const { tensors, metadata } = await readSafetensorsWithMetadata(path);
   const raw = metadata[STATE_KEY];
   if (!raw) throw new Error(`${path}: not a normtune state file (no "${STATE_KEY}" metadata); use --fresh`);
+  // Written before states were checked: resuming from it would only diverge again.
+  const bad = nonFiniteTensor(tensors);
+  if (bad) throw new Error(`${path}: ${bad}; this state is not usable, rerun with --fresh`);
   return { state: JSON.parse(raw) as SavedState, tensors };
 }
 

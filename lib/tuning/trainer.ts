@@ -7,14 +7,18 @@
  * - `state/state.safetensors`: trained parameters, Adam moments, step and metrics so far (one file, so
  *   one atomic rename); saved every `saveEvery` steps and at each epoch end, removed when the run ends;
  * - `metrics.json`: dev metrics and train loss per epoch, the best epoch, timings (`finished: true` once
- *   the run is complete);
- * - `delta.safetensors`: the tuned parameters (lib/tuning/delta.ts); `model/` with `saveModel`.
+ *   the run is complete, with the delta's sha256 and size);
+ * - `delta.safetensors`: the tuned parameters (lib/tuning/delta.ts); `model/` with `saveModel`;
+ * - `.lock` while a process works in OUT (lib/util/lock.ts): a second one waits for it.
+ *
+ * Nothing non-finite is kept: every update is checked (a huge learning rate gives a finite loss but
+ * infinite weights), and an update that is not finite stops the run with the last saved state, which is.
  *
  * Reproducibility: the data order of epoch `e` depends only on `(seed, e)` and the dropout of update `t`
  * only on `(seed, t)`, and the state holds the exact float32 parameters and moments, so a run killed at
  * any moment and started again with the same arguments ends with the same delta bytes as one that was
- * never interrupted (same backend). A finished run is not redone; a run folder whose arguments differ is
- * refused.
+ * never interrupted (same backend). A finished run is not redone, unless its delta does not match its
+ * metrics (truncated, changed): then it is trained again. A run folder whose arguments differ is refused.
  *
  * `init: "random"` starts from BERT's random initialisation (lib/bert/init.ts, seeded by the run's seed)
  * instead of the checkpoint's weights; it is part of the run's identity.
@@ -32,6 +36,7 @@
  */
 import { join, resolve } from "node:path";
 import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "../bert/checkpoint.ts";
+import { maxLenProblem, readConfig } from "../bert/config.ts";
 import { type Batch, BertClassifier } from "../bert/model.ts";
 import { INIT_NAMES, type InitName, randomCheckpoint } from "../bert/init.ts";
 import { CLASSIFIER, parameterShapes } from "../bert/names.ts";
@@ -41,11 +46,13 @@ import type { TensorMap } from "../bert/safetensors.ts";
 import { WordPieceTokenizer } from "../bert/tokenizer.ts";
 import { getTask, type GlueTask, loadSplit } from "../glue/mod.ts";
 import { type BackendName, initBackend, tf } from "../tf.ts";
-import { readJsonIfExists, writeJsonAtomic } from "../util/atomic.ts";
+import { readJsonIfExists, removeStaleTemps, writeJsonAtomic } from "../util/atomic.ts";
+import { type Checksum, checksumMismatch, fileChecksum } from "../util/checksum.ts";
+import { acquireLock } from "../util/lock.ts";
 import { modelDir as resolveModelDir } from "../util/paths.ts";
 import { type Progress, progress } from "../util/progress.ts";
 import { batchesPerEpoch, deriveSeed, trainBatches } from "./batches.ts";
-import { type DeltaInfo, loadWithDelta, writeDelta } from "./delta.ts";
+import { type DeltaInfo, loadWithDelta, readDelta, writeDelta } from "./delta.ts";
 import { batchLabels, type EncodedSet, encodeExamples, evaluateModel, makeBatch } from "./evaluate.ts";
 import { readMask } from "./masks.ts";
 import {
@@ -194,6 +201,8 @@ export interface RunMetrics {
   /** Steps at which the run was resumed after an interruption. */
   resumedAt: number[];
   trainable: TrainableCounts;
+  /** sha256 and size of delta.safetensors as written (finished runs; absent in runs from before it). */
+  delta?: Checksum;
 }
 
 export interface RunResult {
@@ -236,7 +245,8 @@ export class StepRunner {
   /**
    * One update at learning rate `lr`. Returns the batch loss, the gradient norm before clipping and the
    * names gradients were computed for. A non-finite loss or gradient throws `NonFiniteError` before
-   * anything changes.
+   * anything changes; an update that makes a parameter non-finite throws it after (the model's values
+   * are then unusable: the run stops, its last saved state was finite).
    */
   step(
     batch: Batch,
@@ -278,7 +288,10 @@ export class StepRunner {
     );
   }
 
-  /** Masks, clips and applies gradients; a non-finite loss or norm throws before anything changes. */
+  /**
+   * Masks, clips and applies gradients; a non-finite loss or norm throws before anything changes, a
+   * non-finite result of the update after it.
+   */
   #update(
     value: tf.Tensor,
     named: Map<string, tf.Tensor>,
@@ -294,6 +307,12 @@ export class StepRunner {
       for (const g of clipped.values()) owned.add(g);
       if (!Number.isFinite(norm)) throw new NonFiniteError(`gradient norm is ${norm} (loss ${loss})`);
       this.optimizer.apply(clipped, lr);
+      const bad = this.optimizer.nonFinite();
+      if (bad) {
+        throw new NonFiniteError(
+          `the update made "${bad}" non-finite (lr ${lr}, loss ${loss}, gradient norm ${norm})`,
+        );
+      }
       return { loss, gradNorm: norm, gradNames: [...named.keys()] };
     } finally {
       tf.dispose([...owned]);
@@ -331,14 +350,11 @@ export class StepRunner {
 }
 
 async function sha256File(path: string): Promise<string> {
-  let bytes: Uint8Array<ArrayBuffer>;
   try {
-    bytes = await Deno.readFile(path);
+    return (await fileChecksum(path)).sha256;
   } catch (err) {
-    throw new Error(`mask file ${path}: cannot read (${(err as Error).message})`);
+    throw new Error(`mask file ${(err as Error).message}`);
   }
-  const digest = await crypto.subtle.digest("SHA-256", bytes);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function positiveInt(name: string, v: number): number {
@@ -372,8 +388,12 @@ async function identityOf(o: FinetuneOptions, backend: string): Promise<RunIdent
   if (o.init !== undefined && !INIT_NAMES.includes(o.init)) {
     throw new Error(`init must be one of ${INIT_NAMES.join(", ")}, got ${JSON.stringify(o.init)}`);
   }
+  const model = resolveModelDir(o.model);
+  const maxLen = o.maxLen ?? 128;
+  const tooLong = maxLenProblem(maxLen, await readConfig(join(model, "config.json")));
+  if (tooLong) throw new Error(`max length ${tooLong} (${model})`);
   return {
-    model: resolveModelDir(o.model),
+    model,
     task: getTask(o.task).name,
     mode: mode.name,
     mask: maskPath,
@@ -381,7 +401,7 @@ async function identityOf(o: FinetuneOptions, backend: string): Promise<RunIdent
     lr,
     epochs: positiveInt("epochs", o.epochs ?? 3),
     batchSize: positiveInt("batch size", o.batchSize ?? 32),
-    maxLen: positiveInt("max length", o.maxLen ?? 128),
+    maxLen,
     seed: seedOf(o.seed ?? 42),
     maxTrain: optionalPositiveInt("max train", o.maxTrain),
     maxDev: optionalPositiveInt("max dev", o.maxDev),
@@ -485,9 +505,13 @@ async function prepare(identity: RunIdentity, o: FinetuneOptions): Promise<Prepa
   };
 }
 
-/** The result of a finished run found in OUT, or undefined; a run with other arguments is an error. */
+/**
+ * What OUT holds: its config, and the metrics of a finished run whose delta is intact; a finished run
+ * whose delta is missing or not the one written comes back as `redo` (why). A run with other arguments
+ * is an error.
+ */
 async function existingRun(paths: RunPaths, identity: RunIdentity): Promise<
-  { config?: RunConfig; metrics?: RunMetrics }
+  { config?: RunConfig; metrics?: RunMetrics; redo?: string }
 > {
   const config = await readJsonIfExists<RunConfig>(paths.config);
   if (!config) return {};
@@ -499,7 +523,30 @@ async function existingRun(paths: RunPaths, identity: RunIdentity): Promise<
     );
   }
   const metrics = await readJsonIfExists<RunMetrics>(paths.metrics);
-  return { config, metrics: metrics?.finished ? metrics : undefined };
+  if (!metrics?.finished) return { config };
+  const redo = await deltaProblem(paths, metrics);
+  return redo ? { config, redo } : { config, metrics };
+}
+
+/** Why a finished run's delta is not the one its metrics describe, or `undefined`. */
+async function deltaProblem(paths: RunPaths, metrics: RunMetrics): Promise<string | undefined> {
+  if (metrics.delta) return await checksumMismatch(paths.delta, metrics.delta);
+  // Finished before metrics recorded the delta's checksum: it must at least exist and read whole.
+  try {
+    await readDelta(paths.delta);
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/** Removes a finished run's outputs (not its config or state), so that it is written again. */
+async function discardOutputs(paths: RunPaths): Promise<void> {
+  for (const path of [paths.metrics, paths.delta, paths.model]) {
+    await Deno.remove(path, { recursive: true }).catch((err) => {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    });
+  }
 }
 
 /**
@@ -509,12 +556,39 @@ async function existingRun(paths: RunPaths, identity: RunIdentity): Promise<
 export async function finetune(options: FinetuneOptions): Promise<RunResult> {
   const o = options;
   const backend = await initBackend(o.backend);
+  // Every argument is checked before anything is written to OUT.
   const identity = await identityOf(o, backend);
   const paths = runPaths(resolve(o.out));
   const saveEvery = positiveInt("save every", o.saveEvery ?? 50);
+  // One process per run folder: a second one waits, then finds the run finished (or resumes it).
+  const lock = await acquireLock(paths.lock, {
+    onWait: (holder) => note(o, `${paths.out} is in use by another process (${holder}); waiting for it`),
+  });
+  try {
+    // Nothing else writes here now: temporary files are what killed writes left.
+    for (const dir of [paths.out, paths.stateDir, paths.model]) {
+      const removed = await removeStaleTemps(dir);
+      if (removed.length) note(o, `${dir}: removed ${removed.join(", ")} (left by a write cut short)`);
+    }
+    return await finetuneIn(o, identity, paths, saveEvery);
+  } finally {
+    await lock.release();
+  }
+}
 
+/** `finetune` once OUT is locked. */
+async function finetuneIn(
+  o: FinetuneOptions,
+  identity: RunIdentity,
+  paths: RunPaths,
+  saveEvery: number,
+): Promise<RunResult> {
   if (o.fresh) await clearRun(paths);
   const existing = await existingRun(paths, identity);
+  if (existing.redo) {
+    note(o, `${paths.out}: ${existing.redo}; the run is done again`);
+    await discardOutputs(paths);
+  }
   if (existing.config && existing.metrics) {
     const modelPath = o.saveModel ? await ensureModelFromDelta(identity, paths, o) : undefined;
     return {
@@ -592,7 +666,7 @@ export async function finetune(options: FinetuneOptions): Promise<RunResult> {
       `${identity.task} ${identity.mode}: ${
         describeCounts(run.trainable)
       }; ${run.train.rows.length} train, ` +
-        `${run.dev.rows.length} ${run.task.mainSplit}; ${run.totalSteps} steps; backend ${backend}`,
+        `${run.dev.rows.length} ${run.task.mainSplit}; ${run.totalSteps} steps; backend ${identity.backend}`,
     );
     await trainEpochs({
       o,
@@ -762,7 +836,10 @@ async function writeOutputs(
     });
     modelPath = paths.model;
   }
-  const metrics = metricsOf(identity, state.epochs, state.resumedAt, run.trainable, true);
+  const metrics = {
+    ...metricsOf(identity, state.epochs, state.resumedAt, run.trainable, true),
+    delta: await fileChecksum(paths.delta),
+  };
   await writeJsonAtomic(paths.metrics, metrics);
   await Deno.remove(paths.stateDir, { recursive: true }).catch(() => {});
   return { out: paths.out, metrics, deltaPath: paths.delta, modelPath };

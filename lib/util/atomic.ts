@@ -6,7 +6,10 @@
  * await writeJsonAtomic("runs/abc/metrics.json", { epoch: 1 });
  * ```
  */
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
+
+/** `NAME.tmp-PID-XXXXXXXX`: the temporary file of a write in progress (or cut short by a kill). */
+const TEMP_RE = /\.tmp-(\d+)-[0-9a-f]+$/;
 
 export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
   await Deno.mkdir(dirname(path), { recursive: true });
@@ -19,6 +22,31 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
     await Deno.remove(tmp).catch(() => {});
     throw err;
   }
+}
+
+/**
+ * Removes the temporary files that writes cut short by a kill left in `dir` (not its subfolders); returns
+ * their names. Call it only where no other process writes into `dir` (its owner holds the folder's lock):
+ * this process's own temporary files are kept, every other one is stale.
+ */
+export async function removeStaleTemps(dir: string): Promise<string[]> {
+  const removed: string[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(dir));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return removed;
+    throw err;
+  }
+  for (const e of entries) {
+    const m = TEMP_RE.exec(e.name);
+    if (!e.isFile || !m || Number(m[1]) === Deno.pid) continue;
+    await Deno.remove(join(dir, e.name)).catch((err) => {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    });
+    removed.push(e.name);
+  }
+  return removed.sort();
 }
 
 export function writeJsonAtomic(path: string, value: unknown): Promise<void> {

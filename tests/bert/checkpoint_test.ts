@@ -222,6 +222,18 @@ Deno.test("wrong shapes, unknown and missing tensors are clear errors", async ()
   });
 });
 
+Deno.test("a checkpoint with NaN or infinite weights is refused at load, naming the tensor", async () => {
+  await withDir(async (dir) => {
+    const tensors = encoderTensors();
+    tensors.get("bert.encoder.layer.1.attention.self.key.weight")!.data.fill(NaN, 3, 5);
+    await writeModel(dir, tensors);
+    await assert.rejects(
+      () => loadCheckpoint(dir, { numLabels: 2, quiet: true }),
+      /model\.safetensors: tensor "bert\.encoder\.layer\.1\.attention\.self\.key\.weight" \[16,16\] has 2 non-finite value\(s\), the first NaN at index 3; refusing to load/,
+    );
+  });
+});
+
 Deno.test("a classifier for another label count is re-initialised; --head tensors override", async () => {
   await withDir(async (dir) => {
     await writeModel(

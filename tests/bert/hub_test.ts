@@ -38,7 +38,14 @@ function startHub(): Hub {
     [
       "config.json",
       enc.encode(
-        JSON.stringify({ model_type: "bert", vocab_size: 10, hidden_size: 8, num_attention_heads: 2 }),
+        JSON.stringify({
+          model_type: "bert",
+          vocab_size: 10,
+          hidden_size: 8,
+          num_hidden_layers: 1,
+          num_attention_heads: 2,
+          intermediate_size: 16,
+        }),
       ),
     ],
     ["vocab.txt", enc.encode("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\nb\n")],

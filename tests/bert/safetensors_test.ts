@@ -4,6 +4,7 @@ import {
   decodeSafetensors,
   encodeSafetensors,
   f16ToNumber,
+  nonFiniteTensor,
   readSafetensors,
   readSafetensorsWithMetadata,
   type TensorMap,
@@ -125,6 +126,25 @@ Deno.test("header validation errors name the file and the tensor", () => {
   const notJson = rawFile({}, data);
   notJson[8] = 0x41;
   assert.throws(() => decodeSafetensors(notJson, "j.safetensors"), /j\.safetensors.*JSON/);
+});
+
+Deno.test("writing refuses NaN and infinite values, naming the file and the tensor; nothing is left", async () => {
+  const [dir, cleanup] = await tempDir();
+  try {
+    const path = join(dir, "w.safetensors");
+    const bad = sample();
+    bad.get("b.weight")!.data[1] = NaN;
+    await assert.rejects(
+      writeSafetensors(path, bad),
+      /w\.safetensors: not written: tensor "b\.weight" \[.*\] has 1 non-finite value\(s\), the first NaN at index 1/,
+    );
+    bad.get("b.weight")!.data[1] = -Infinity;
+    await assert.rejects(writeSafetensors(path, bad), /the first -Infinity at index 1/);
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "no file and no temporary file");
+    assert.equal(nonFiniteTensor(sample()), undefined);
+  } finally {
+    await cleanup();
+  }
 });
 
 Deno.test("writeSafetensors is atomic and readable back; the shared checkpoint decodes", async () => {

@@ -154,4 +154,23 @@ Deno.test("finetune usage errors name the flag", async () => {
   const s = await normtune(["finetune", "--task", "RTE"]);
   assert.equal(s.code, 2);
   assert.match(s.stderr, /missing required flag --model/);
+  const twice = await normtune(["finetune", "--model", "x", "--lr", "0.01", "--lr", "0.02"]);
+  assert.equal(twice.code, 2);
+  assert.match(twice.stderr, /--lr is given more than once/);
+});
+
+Deno.test("finetune --max-len beyond the model's positions: a usage error, nothing written", async () => {
+  const w = await tinyWorld(16, 8);
+  try {
+    const out = join(w.dir, "run");
+    const r = await normtune(
+      ["finetune", "--model", w.model, "--task", "RTE", "--mode", "bitfit", "--glue-dir", w.glue]
+        .concat(["--max-len", "40", "--out", out]),
+    );
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--max-len 40 is more than the model's max_position_embeddings 32/);
+    assert.equal(await exists(out), false);
+  } finally {
+    await w.cleanup();
+  }
 });

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { type Cell, closure, type Grid, makeCell } from "../../lib/experiments/grid.ts";
 import { type Executors, type RunEvent, runGridCell, Runner } from "../../lib/experiments/runner.ts";
 import { type CellRecord, ResultStore } from "../../lib/experiments/store.ts";
+import { sha256Hex } from "../../lib/experiments/hash.ts";
 import { writeJsonAtomic } from "../../lib/util/atomic.ts";
 import { tempDir } from "../env.ts";
 
@@ -171,6 +172,59 @@ Deno.test("a missing artefact is recomputed only when a dependant needs it", asy
     await Deno.remove(store.resultPath(c01.id));
     assert.equal((await run()).computed, 1);
     assert.deepEqual(starts(log).slice(n + 3), [c01.id]);
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("an artefact that no longer matches its record's checksum is recomputed, saying why", async () => {
+  const { cleanup, store, log } = await setup();
+  try {
+    const grid = fakeGrid();
+    const events: RunEvent[] = [];
+    const run = () =>
+      new Runner({ store, executors: fakeExecutors(log, 0), onEvent: (e) => events.push(e) }).runAll(
+        grid.cells,
+      );
+    await run();
+    const [c00] = grid.cells;
+    const b0 = c00.deps.b, a0 = b0.deps.a;
+    const rec = await store.read(a0.id);
+    assert.deepEqual(rec?.checksums, { "a.txt": { sha256: sha256Hex("0"), bytes: 1 } });
+    const reasons = () => events.flatMap((e) => e.type === "start" ? [[e.cell.id, e.reason]] : []);
+
+    // Same size, other content: found when a dependant is about to read it.
+    await Deno.writeTextFile(join(store.runDir(a0.id), "a.txt"), "9");
+    assert.equal((await run()).computed, 0, "nothing needs a0's artefact");
+    await Deno.remove(store.resultPath(b0.id));
+    events.length = 0;
+    assert.equal((await run()).computed, 2);
+    assert.deepEqual(reasons().map(([id]) => id), [a0.id, b0.id]);
+    assert.match(reasons()[0][1], /a\.txt does not match the sha256 recorded when it was written/);
+    assert.equal(await Deno.readTextFile(join(store.runDir(a0.id), "a.txt")), "0", "rewritten");
+
+    // Truncated: noticed at once (a size check), even though nothing needs it.
+    await Deno.writeTextFile(join(store.runDir(b0.id), "b.txt"), "");
+    events.length = 0;
+    assert.equal((await run()).computed, 1);
+    assert.equal(reasons()[0][0], b0.id);
+    assert.match(reasons()[0][1], /b\.txt has 0 bytes, 1 were written/);
+    assert.equal(await Deno.readTextFile(join(store.runDir(b0.id), "b.txt")), "0");
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("temporary files a killed write left in a cell's folder are removed when it runs", async () => {
+  const { cleanup, store, log } = await setup();
+  try {
+    const grid = fakeGrid();
+    const a0 = grid.cells[0].deps.b.deps.a;
+    const stale = join(store.runDir(a0.id), "a.txt.tmp-99999999-0badf00d");
+    await Deno.mkdir(store.runDir(a0.id), { recursive: true });
+    await Deno.writeTextFile(stale, "half");
+    await new Runner({ store, executors: fakeExecutors(log, 0) }).runAll([a0]);
+    assert.deepEqual([...Deno.readDirSync(store.runDir(a0.id))].map((e) => e.name), ["a.txt"]);
   } finally {
     await cleanup();
   }

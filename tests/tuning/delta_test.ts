@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadCheckpoint } from "../../lib/bert/checkpoint.ts";
-import { writeSafetensors } from "../../lib/bert/safetensors.ts";
+import { encodeSafetensors, writeSafetensors } from "../../lib/bert/safetensors.ts";
 import { applyDelta, readDelta, writeDelta } from "../../lib/tuning/delta.ts";
 import { tempDir } from "../env.ts";
 import { GOLDEN } from "./fixture.ts";
@@ -42,7 +42,7 @@ Deno.test("a delta replaces exactly its tensors; the rest is the base's", async 
   }
 });
 
-Deno.test("a file without a classifier is not a delta; a misshapen tensor is named", async () => {
+Deno.test("a file without a classifier is not a delta; a misshapen or non-finite tensor is named", async () => {
   const [dir, cleanup] = await tempDir();
   try {
     const file = join(dir, "x.safetensors");
@@ -61,6 +61,17 @@ Deno.test("a file without a classifier is not a delta; a misshapen tensor is nam
     await assert.rejects(
       applyDelta(GOLDEN, file),
       /applying .*x.safetensors.*"bert.pooler.dense.bias" has shape \[8\]/,
+    );
+    // A delta with non-finite weights (written before saving checked them) is refused by name.
+    const nan = new Float32Array(32);
+    nan[7] = Infinity;
+    await Deno.writeFile(
+      file,
+      encodeSafetensors(new Map([["classifier.weight", { shape: [2, 16], data: nan }]])),
+    );
+    await assert.rejects(
+      readDelta(file),
+      /x\.safetensors: tensor "classifier\.weight" .*the first Infinity at index 7/,
     );
   } finally {
     await cleanup();

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { encodeSafetensors } from "../../lib/bert/safetensors.ts";
 import { initBackend, tf } from "../../lib/tf.ts";
 import { AdamW } from "../../lib/tuning/optimizer.ts";
 import {
@@ -53,6 +54,13 @@ Deno.test("state round trip restores parameters and moments; stale temp files go
     assert.equal(o2.step, 1);
     await clearRun(p);
     assert.equal(await readState(p.state), undefined);
+
+    // A state with non-finite values (saved by a version that did not check) is refused, not resumed.
+    await Deno.mkdir(p.stateDir, { recursive: true });
+    const bad = o1.exportState();
+    bad.set("param/a.weight", { shape: [3], data: Float32Array.from([1, NaN, 3]) });
+    await Deno.writeFile(p.state, encodeSafetensors(bad, { normtune_state: JSON.stringify(state) }));
+    await assert.rejects(readState(p.state), /state\.safetensors: tensor "param\/a\.weight" .*NaN.*--fresh/);
   } finally {
     o1.dispose();
     o2.dispose();

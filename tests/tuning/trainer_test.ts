@@ -4,12 +4,17 @@ import { loadCheckpoint } from "../../lib/bert/checkpoint.ts";
 import { randomWeights } from "../../lib/bert/init.ts";
 import { batchFromEncoded, BertClassifier } from "../../lib/bert/model.ts";
 import { parameterShapes } from "../../lib/bert/names.ts";
-import { readSafetensors, type TensorMap } from "../../lib/bert/safetensors.ts";
+import {
+  nonFiniteTensor,
+  readSafetensors,
+  readSafetensorsWithMetadata,
+  type TensorMap,
+} from "../../lib/bert/safetensors.ts";
 import { initBackend, tf } from "../../lib/tf.ts";
 import { loadWithDelta, readDelta } from "../../lib/tuning/delta.ts";
 import { writeMask } from "../../lib/tuning/masks.ts";
 import { type ModeName, type Selection, selectTrainable } from "../../lib/tuning/modes.ts";
-import { finetune, StepRunner } from "../../lib/tuning/trainer.ts";
+import { finetune, type FinetuneOptions, StepRunner } from "../../lib/tuning/trainer.ts";
 import { readJsonIfExists } from "../../lib/util/atomic.ts";
 import { GOLDEN, tinyWorld } from "./fixture.ts";
 
@@ -325,11 +330,121 @@ Deno.test("finetune: a diverging run (lr 1e30) stops with a clear error", async 
         saveEvery: 1,
         quiet: true,
       }),
-      /training diverged at step \d+ \(epoch 1, batch \d+\): (loss|gradient norm) is (NaN|Infinity).*last saved state is kept.*Lower --lr \(now 1e\+30\)/,
+      /training diverged at step \d+ \(epoch 1, batch \d+\): .*(NaN|Infinity|non-finite).*last saved state is kept.*Lower --lr \(now 1e\+30\)/,
     );
     const metrics = await readJsonIfExists(join(out, "metrics.json"));
     assert.equal(metrics, undefined);
     await Deno.stat(join(out, "state", "state.safetensors"));
+  } finally {
+    await w.cleanup();
+  }
+});
+
+/** A short full fine-tuning of the tiny world's RTE (64 train rows, 4 a batch: 16 updates). */
+function tinyRun(w: { model: string; glue: string; dir: string }, extra: Partial<FinetuneOptions> = {}) {
+  return {
+    model: w.model,
+    task: "RTE",
+    mode: "full",
+    out: join(w.dir, "run"),
+    epochs: 1,
+    batchSize: 4,
+    maxLen: 24,
+    glueDir: w.glue,
+    quiet: true,
+    ...extra,
+  };
+}
+
+Deno.test("finetune: an update to infinite weights (lr 1e38) is an error; nothing non-finite is written", async () => {
+  const w = await tinyWorld(64, 8);
+  try {
+    const o = tinyRun(w, { lr: 1e38, batchSize: 32, saveEvery: 50 });
+    // The first update has lr 0 (warm-up); the second sends every weight to infinity while the loss
+    // computed before it is finite.
+    await assert.rejects(
+      finetune(o),
+      /training diverged at step 2 \(epoch 1, batch 2\): the update made "[^"]+" non-finite \(lr 1e\+38/,
+    );
+    await assert.rejects(Deno.stat(join(o.out, "delta.safetensors")), Deno.errors.NotFound);
+    assert.equal(await readJsonIfExists(join(o.out, "metrics.json")), undefined);
+  } finally {
+    await w.cleanup();
+  }
+});
+
+Deno.test("finetune: the state kept after divergence is the last finite one", async () => {
+  const w = await tinyWorld(64, 8);
+  try {
+    const o = tinyRun(w, { lr: 1e38, saveEvery: 1 });
+    const error = await finetune(o).then(() => undefined, (err: Error) => err.message);
+    const state = join(o.out, "state", "state.safetensors");
+    const { tensors, metadata } = await readSafetensorsWithMetadata(state);
+    assert.equal(nonFiniteTensor(tensors), undefined);
+    assert.equal(JSON.parse(metadata.normtune_state).step, 1);
+    assert.match(error ?? "no error", /training diverged at step 2 .*last saved state is kept/);
+  } finally {
+    await w.cleanup();
+  }
+});
+
+Deno.test("finetune: a finished run whose delta was truncated is trained again to the same bytes", async () => {
+  const w = await tinyWorld(32, 8);
+  try {
+    const o = tinyRun(w, { mode: "layernorm", lr: 1e-3 });
+    const first = await finetune(o);
+    const bytes = await Deno.readFile(first.deltaPath);
+    await Deno.writeFile(first.deltaPath, bytes.subarray(0, 100));
+    const again = await finetune(o);
+    assert.equal(again.alreadyDone, false, "a truncated delta is not a finished run");
+    assert.deepEqual(await Deno.readFile(again.deltaPath), bytes);
+    assert.equal((await finetune(o)).alreadyDone, true);
+    const metrics = await readJsonIfExists<{ delta?: { bytes: number } }>(join(o.out, "metrics.json"));
+    assert.equal(metrics?.delta?.bytes, bytes.length, "metrics.json records the delta's size (and sha256)");
+  } finally {
+    await w.cleanup();
+  }
+});
+
+Deno.test("finetune: a max length beyond the position embeddings is refused before anything is written", async () => {
+  const w = await tinyWorld(32, 8);
+  try {
+    const o = tinyRun(w, { mode: "layernorm", maxLen: 40 });
+    await assert.rejects(finetune(o), /max length 40 is more than the model's max_position_embeddings 32/);
+    await assert.rejects(Deno.stat(o.out), Deno.errors.NotFound);
+    // The corrected run is not refused as "other arguments".
+    assert.equal((await finetune({ ...o, maxLen: 32 })).metrics.finished, true);
+  } finally {
+    await w.cleanup();
+  }
+});
+
+Deno.test("finetune: temporary files a killed write left in OUT are removed", async () => {
+  const w = await tinyWorld(32, 8);
+  try {
+    const o = tinyRun(w, { mode: "layernorm" });
+    await Deno.mkdir(o.out, { recursive: true });
+    const stale = join(o.out, "delta.safetensors.tmp-99999999-0badf00d");
+    await Deno.writeTextFile(stale, "half a delta");
+    await finetune(o);
+    await assert.rejects(Deno.stat(stale), Deno.errors.NotFound);
+    assert.deepEqual(
+      [...Deno.readDirSync(o.out)].map((e) => e.name).sort(),
+      ["config.json", "delta.safetensors", "metrics.json"],
+    );
+  } finally {
+    await w.cleanup();
+  }
+});
+
+Deno.test("finetune: two calls on one OUT at once train it once; the other waits and finds it finished", async () => {
+  const w = await tinyWorld(32, 8);
+  try {
+    const o = tinyRun(w, { mode: "layernorm" });
+    const results = await Promise.all([finetune(o), finetune(o)]);
+    assert.deepEqual(results.map((r) => r.alreadyDone).sort(), [false, true]);
+    assert.deepEqual(results[0].metrics, results[1].metrics);
+    await assert.rejects(Deno.stat(join(o.out, ".lock")), Deno.errors.NotFound, "the lock is released");
   } finally {
     await w.cleanup();
   }
