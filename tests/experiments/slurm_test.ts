@@ -263,7 +263,7 @@ Deno.test("the smoke study through a real slurmctld and slurmd equals a local ru
       [],
       await logTails(slurm.NORMTUNE_LOGS),
     );
-    let previousEnd = "";
+    let previousEnd = "", cells = 0;
     for (const grid of [...GRIDS, "reports"]) {
       const tasks = jobs.filter((j) => j.JobName === `normtune-${grid}`);
       const count = grid === "reports" ? 1 : Number(
@@ -273,6 +273,7 @@ Deno.test("the smoke study through a real slurmctld and slurmd equals a local ru
         )![1],
       );
       assert.equal(tasks.length, count, `${grid}: one job per cell`);
+      if (grid !== "reports") cells += count;
       const starts = tasks.map((j) => j.StartTime).sort(), ends = tasks.map((j) => j.EndTime).sort();
       assert.ok(starts[0] >= previousEnd, `${grid} started at ${starts[0]}, before ${previousEnd}`);
       previousEnd = ends.at(-1)!;
@@ -282,7 +283,8 @@ Deno.test("the smoke study through a real slurmctld and slurmd equals a local ru
     await reference;
     const want = await new ResultStore(local.results, local.runs).list();
     const got = await new ResultStore(slurm.NORMTUNE_RESULTS, slurm.NORMTUNE_RUNS).list();
-    assert.equal(want.length, 30);
+    // A record per submitted cell, and one per mask the topk and crosstask cells built as dependencies.
+    assert.ok(want.length >= cells, `${want.length} records for ${cells} submitted cells`);
     assert.deepEqual(got.map((r) => r.id), want.map((r) => r.id));
     for (let i = 0; i < want.length; i++) assert.deepEqual(stable(got[i]), stable(want[i]), want[i].label);
     assert.ok(want.some((r) => r.checksums !== undefined), "artefact checksums are compared too");
