@@ -1,6 +1,8 @@
 /**
  * The one module that imports TensorFlow.js. Everything else takes `tf` from here, so the backend
- * choice (and the gradient overrides in `lib/bert/ops.ts`) apply everywhere.
+ * choice applies everywhere. `initBackend` starts a backend and then installs the project's gradients and
+ * kernels for it (lib/backend/install.ts): importing a module changes no tfjs state; starting a backend
+ * through `initBackend` is what does.
  *
  * Backends, in the order `auto` tries them:
  * - `tensorflow`: native libtensorflow through `@tensorflow/tfjs-node-gpu`, else `@tensorflow/tfjs-node`.
@@ -16,6 +18,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
 import { setThreadsCount, setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
+import { installBackend } from "./backend/install.ts";
 
 export { tf };
 
@@ -77,8 +80,8 @@ async function tryWasm(): Promise<boolean> {
 let chosen: string | undefined;
 
 /**
- * Selects the backend (once per process; later calls with the same wish return the same answer).
- * Returns the name of the backend in use. Asking for one that cannot start is an error that says how
+ * Selects the backend (once per process; later calls with the same wish return the same answer) and
+ * installs the project's gradients and kernels for it. Returns the name of the backend in use. Asking for one that cannot start is an error that says how
  * to install it.
  */
 export async function initBackend(wish: BackendName = backendFromEnv(), quiet = true): Promise<string> {
@@ -103,9 +106,8 @@ export async function initBackend(wish: BackendName = backendFromEnv(), quiet = 
   }
   if (!got) throw new Error(`no TensorFlow.js backend could start (asked for ${wish})`);
   chosen = got;
-  // The tfjs-core build Deno loads registers no gradients: ops.ts installs them (and the fast-path
-  // overrides). Imported dynamically because ops.ts itself imports this module.
-  await import("./bert/ops.ts");
+  // The tfjs-core build Deno loads registers no gradients; the fused kernels and wasm fixes are ours too.
+  installBackend(tf, tf.getBackend());
   if (!quiet) console.error(`normtune: backend ${got}`);
   return tf.getBackend();
 }

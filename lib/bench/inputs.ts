@@ -9,7 +9,8 @@
  */
 import type { BertConfig } from "../bert/config.ts";
 import type { Batch } from "../bert/model.ts";
-import { isLayerNorm, parameterShapes, sizeOf } from "../bert/names.ts";
+import { isLayerNorm, parameterShapes } from "../bert/names.ts";
+import { elementCount } from "../util/shape.ts";
 import type { TensorMap } from "../bert/safetensors.ts";
 import { mulberry32 } from "../util/random.ts";
 import { NUM_LABELS, VOCAB } from "./shapes.ts";
@@ -23,7 +24,7 @@ export function randomTensors(config: BertConfig, numLabels = NUM_LABELS, seed =
   const a = 0.02 * Math.sqrt(3); // U(-a, a) has std 0.02
   const out: TensorMap = new Map();
   for (const [name, shape] of parameterShapes(config, numLabels)) {
-    const data = new Float32Array(sizeOf(shape));
+    const data = new Float32Array(elementCount(shape));
     if (isLayerNorm(name)) {
       if (name.endsWith(".weight")) data.fill(1);
     } else if (!name.endsWith(".bias")) {

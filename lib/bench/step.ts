@@ -16,10 +16,11 @@
  * ```
  */
 import { BertClassifier } from "../bert/model.ts";
-import { isLayerNorm, parameterShapes, sizeOf } from "../bert/names.ts";
+import { isLayerNorm, parameterShapes } from "../bert/names.ts";
+import { elementCount } from "../util/shape.ts";
 import type { TensorMap } from "../bert/safetensors.ts";
 import { createGradientEngine } from "../parallel/engine.ts";
-import { computeGrads, heapBytes } from "../parallel/grads.ts";
+import { computeGrads, heapBytes } from "../parallel/replica.ts";
 import { FlatAdamW } from "../parallel/adamw.ts";
 import { type BackendName, tf } from "../tf.ts";
 import { selectTrainable } from "../tuning/modes.ts";
@@ -101,7 +102,7 @@ function trainedNames(mode: BenchMode, names: Iterable<string>): string[] {
 }
 
 function countOf(names: string[], shapes: Map<string, number[]>): number {
-  return names.reduce((n, name) => n + sizeOf(shapes.get(name)!), 0);
+  return names.reduce((n, name) => n + elementCount(shapes.get(name)!), 0);
 }
 
 const LR = 1e-4;

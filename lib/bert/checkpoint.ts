@@ -12,7 +12,8 @@
  */
 import { join } from "node:path";
 import { type BertConfig, readConfig } from "./config.ts";
-import { CLASSIFIER, parameterShapes, POOLER, sizeOf } from "./names.ts";
+import { CLASSIFIER, parameterShapes, POOLER } from "./names.ts";
+import { elementCount } from "../util/shape.ts";
 import { type NamedTensor, nonFiniteTensor, type TensorMap, writeSafetensors } from "./safetensors.ts";
 import { readWeights, type WeightsFormat } from "./weights.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
@@ -63,7 +64,7 @@ export function initTensor(
   std: number,
   rng: () => number,
 ): NamedTensor {
-  const data = new Float32Array(sizeOf(shape));
+  const data = new Float32Array(elementCount(shape));
   if (kind === "weight") { for (let i = 0; i < data.length; i++) data[i] = std * normal(rng); }
   return { shape: [...shape], data };
 }

@@ -118,7 +118,8 @@ async function fetchFollowing(
   throw new Error(`${url}: more than ${MAX_REDIRECTS} redirects`);
 }
 
-async function sizeOf(path: string): Promise<number> {
+/** Size in bytes of the file at `path`, 0 when there is none (a download not yet started). */
+async function fileSize(path: string): Promise<number> {
   try {
     return (await Deno.stat(path)).size;
   } catch (err) {
@@ -130,7 +131,7 @@ async function sizeOf(path: string): Promise<number> {
 /** sha256 of the file (an LFS oid), or git's blob sha1 (`sha1("blob <size>\0" + content)`). */
 export async function fileDigest(path: string, kind: "sha256" | "sha1"): Promise<string> {
   const hash = createHash(kind);
-  if (kind === "sha1") hash.update(`blob ${await sizeOf(path)}\0`);
+  if (kind === "sha1") hash.update(`blob ${await fileSize(path)}\0`);
   const file = await Deno.open(path);
   for await (const chunk of file.readable) hash.update(chunk);
   return hash.digest("hex");
@@ -149,7 +150,7 @@ export function etagKind(etag: string | undefined): Verified {
  */
 async function downloadFile(url: string, dest: string, label: string, quiet: boolean): Promise<FileResult> {
   const part = `${dest}.part`;
-  let have = await sizeOf(part);
+  let have = await fileSize(part);
   let { res, etag } = await fetchFollowing(url, have > 0 ? { Range: `bytes=${have}-` } : {});
   if (res.status === 416 && have > 0) {
     // The partial file is already complete or longer than the file now is: start over.
@@ -228,7 +229,7 @@ async function downloadFile(url: string, dest: string, label: string, quiet: boo
 async function fetchOne(name: string, dir: string, ctx: FetchContext): Promise<FileResult> {
   const dest = join(dir, name);
   if (!ctx.force && await exists(dest)) {
-    return { name, status: "present", bytes: await sizeOf(dest), verified: "none" };
+    return { name, status: "present", bytes: await fileSize(dest), verified: "none" };
   }
   return await downloadFile(hubUrl(ctx.id, ctx.revision, name, ctx.endpoint), dest, name, ctx.quiet);
 }

@@ -17,7 +17,8 @@
 import type { Checkpoint } from "./checkpoint.ts";
 import { hashName, initTensor } from "./checkpoint.ts";
 import type { BertConfig } from "./config.ts";
-import { isLayerNorm, parameterShapes, sizeOf, WORD_EMBEDDINGS } from "./names.ts";
+import { isLayerNorm, parameterShapes, WORD_EMBEDDINGS } from "./names.ts";
+import { elementCount } from "../util/shape.ts";
 import type { TensorMap } from "./safetensors.ts";
 import { mulberry32 } from "../util/random.ts";
 
@@ -33,7 +34,7 @@ export function randomWeights(config: BertConfig, numLabels: number, seed: numbe
       // gamma 1, beta 0: the layer starts as a plain normalisation.
       out.set(name, {
         shape: [...shape],
-        data: new Float32Array(sizeOf(shape)).fill(name.endsWith(".weight") ? 1 : 0),
+        data: new Float32Array(elementCount(shape)).fill(name.endsWith(".weight") ? 1 : 0),
       });
       continue;
     }

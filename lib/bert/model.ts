@@ -23,13 +23,12 @@ import {
   parameterShapes,
   POOLER,
   POSITION_EMBEDDINGS,
-  sizeOf,
   TOKEN_TYPE_EMBEDDINGS,
   WORD_EMBEDDINGS,
 } from "./names.ts";
+import { elementCount } from "../util/shape.ts";
 import type { TensorMap } from "./safetensors.ts";
 import { additiveMask, attention, dense, dropout, embedding, gelu, layerNorm } from "./ops.ts";
-import { guardWasmHeap } from "./kernels.ts";
 
 /** Model inputs, row-major [batchSize, seqLen]. */
 export interface Batch {
@@ -111,7 +110,7 @@ export class BertClassifier {
       }
       if (
         t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]) ||
-        t.data.length !== sizeOf(shape)
+        t.data.length !== elementCount(shape)
       ) {
         throw new Error(
           `parameter "${name}" has shape [${t.shape}] (${t.data.length} values) but the config wants [${shape}]`,
@@ -121,7 +120,6 @@ export class BertClassifier {
     this.config = config;
     this.numLabels = numLabels;
     this.params = new Map();
-    guardWasmHeap(); // an allocation the wasm heap cannot hold becomes an error, not corruption
     for (const [name, shape] of shapes) {
       // The variable takes over the tensor's data; tidy disposes the temporary handle.
       const v = tf.tidy(() => tf.variable(tf.tensor(tensors.get(name)!.data, shape, "float32"), true));

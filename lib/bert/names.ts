@@ -64,8 +64,3 @@ export function isBias(name: string): boolean {
 export function isHead(name: string): boolean {
   return name.startsWith(`${CLASSIFIER}.`);
 }
-
-/** Number of elements of a shape. */
-export function sizeOf(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}

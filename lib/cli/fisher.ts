@@ -175,7 +175,6 @@ export async function run(args: string[]): Promise<void> {
     seed,
     batchSize: flags.number("batch-size", 8),
     labels: labelsMode,
-    maxLen,
     onProgress: (done, total) => {
       const now = performance.now();
       if (now - lastPrint > 5000 || done === total) {

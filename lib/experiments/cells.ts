@@ -170,7 +170,6 @@ async function runFisher(ctx: CellContext, env: ExecEnv) {
       examples: examples.length,
       seed: c.seed,
       labels: c.labels,
-      maxLen: c.maxLen,
     });
   } finally {
     model.dispose();

@@ -6,8 +6,8 @@
  * its optimizer, and sends the updated trained parameters back with `setParams`.
  *
  * Why workers: the threaded tfjs-wasm build does not start under Deno (its pthread pool hands a blob:
- * URL to worker_threads), so one process uses one core. With `workers: 1` everything runs in-process on
- * the caller's model.
+ * URL to worker_threads), so one process uses one core. In-process training needs no engine: it calls
+ * `computeGrads` (replica.ts, which the workers run too) on its own model.
  *
  * Data movement: gradients and parameters go through SharedArrayBuffers allocated once per parameter
  * (one gradient buffer per worker, one parameter buffer for all), so a step allocates nothing and
@@ -26,21 +26,20 @@
  * ```
  */
 import type { BertConfig } from "../bert/config.ts";
-import { type Batch, BertClassifier } from "../bert/model.ts";
-import { parameterShapes, sizeOf } from "../bert/names.ts";
+import type { Batch } from "../bert/model.ts";
+import { parameterShapes } from "../bert/names.ts";
 import type { TensorMap } from "../bert/safetensors.ts";
-import { backendFromEnv, type BackendName, initBackend } from "../tf.ts";
-import { assignParams, computeGrads, type GradResult, sliceRows } from "./grads.ts";
+import { backendFromEnv, type BackendName } from "../tf.ts";
+import { elementCount } from "../util/shape.ts";
+import { type GradResult, sliceRows } from "./replica.ts";
 import { buffers, type FromWorker, type ToWorker, type WireBatch, type WireTensor } from "./protocol.ts";
 
 export interface EngineOptions {
   config: BertConfig;
   numLabels: number;
   /** Initial parameters (every name of `parameterShapes`); copied into each worker. */
-  tensors?: TensorMap;
-  /** With `workers: 1`, compute on this model instead of building one (it stays the caller's). */
-  model?: BertClassifier;
-  /** Default 1 (in-process). */
+  tensors: TensorMap;
+  /** Number of Deno Workers (default 1). */
   workers?: number;
   /** The workers' backend; default NORMTUNE_BACKEND, else auto. */
   backend?: BackendName;
@@ -113,37 +112,6 @@ class Buffers {
 
   pick(names: readonly string[]): Map<string, Float32Array> {
     return new Map(names.map((name) => [name, this.get(name)]));
-  }
-}
-
-class InProcessEngine implements GradientEngine {
-  readonly workers = 1;
-  #out: Buffers;
-  constructor(private model: BertClassifier, private owned: boolean, private microBatch: number) {
-    this.#out = new Buffers(new Map([...model.params].map(([name, v]) => [name, v.size])), false);
-  }
-
-  grads(
-    batch: Batch,
-    labels: Int32Array | Float32Array,
-    names: readonly string[],
-    seed: number,
-    training = true,
-  ) {
-    const into = this.#out.pick(names);
-    return Promise.resolve(
-      computeGrads(this.model, batch, labels, names, seed, training, this.microBatch, into),
-    );
-  }
-
-  setParams(params: Map<string, Float32Array>): Promise<void> {
-    assignParams(this.model, params);
-    return Promise.resolve();
-  }
-
-  dispose(): Promise<void> {
-    if (this.owned) this.model.dispose();
-    return Promise.resolve();
   }
 }
 
@@ -228,7 +196,7 @@ class WorkerEngine implements GradientEngine {
     private microBatch: number,
     private shapes: Map<string, number[]>,
   ) {
-    const sizes = new Map([...shapes].map(([name, shape]) => [name, sizeOf(shape)]));
+    const sizes = new Map([...shapes].map(([name, shape]) => [name, elementCount(shape)]));
     this.#grads = handles.map(() => new Buffers(sizes, true));
     this.#params = new Buffers(sizes, true);
     this.#sum = new Buffers(sizes, false);
@@ -307,10 +275,7 @@ class WorkerEngine implements GradientEngine {
   }
 }
 
-/**
- * Starts the engine: in-process for `workers: 1`, else one Deno Worker per requested worker, each
- * initialised with a copy of `tensors` (or of `model`'s current values).
- */
+/** Starts the engine: one Deno Worker per requested worker, each initialised with a copy of `tensors`. */
 export async function createGradientEngine(opts: EngineOptions): Promise<GradientEngine> {
   const workers = opts.workers ?? 1;
   if (!Number.isInteger(workers) || workers < 1) {
@@ -321,22 +286,10 @@ export async function createGradientEngine(opts: EngineOptions): Promise<Gradien
   if (!Number.isInteger(microBatch) || microBatch < 0) {
     throw new Error(`gradient engine: microBatch must be an integer >= 0, got ${microBatch}`);
   }
-  if (workers === 1) {
-    if (opts.model) return new InProcessEngine(opts.model, false, microBatch);
-    if (!opts.tensors) throw new Error("gradient engine: give `tensors` or `model`");
-    await initBackend(backend);
-    return new InProcessEngine(
-      new BertClassifier(opts.config, opts.numLabels, opts.tensors),
-      true,
-      microBatch,
-    );
-  }
-  const tensors = opts.tensors ?? opts.model?.exportTensors();
-  if (!tensors) throw new Error("gradient engine: give `tensors` or `model`");
   const handles: WorkerHandle[] = [];
   try {
     for (let i = 0; i < workers; i++) {
-      const wire: WireTensor[] = [...tensors].map(([name, t]) => [name, [...t.shape], t.data.slice()]);
+      const wire: WireTensor[] = [...opts.tensors].map(([name, t]) => [name, [...t.shape], t.data.slice()]);
       const init: ToWorker = {
         type: "init",
         config: opts.config,

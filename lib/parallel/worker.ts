@@ -5,7 +5,7 @@
  */
 import { BertClassifier } from "../bert/model.ts";
 import { initBackend } from "../tf.ts";
-import { assignParams, computeGrads } from "./grads.ts";
+import { assignParams, computeGrads } from "./replica.ts";
 import type { FromWorker, ToWorker } from "./protocol.ts";
 
 const scope = globalThis as unknown as {

@@ -57,7 +57,8 @@
  * ```
  */
 import { BERT_BASE, parseConfig } from "../bert/config.ts";
-import { isBias, isLayerNorm, parameterShapes, sizeOf } from "../bert/names.ts";
+import { isBias, isLayerNorm, parameterShapes } from "../bert/names.ts";
+import { elementCount } from "../util/shape.ts";
 import { CONTROL_NAMES, PROFILES } from "../experiments/profiles.ts";
 import {
   changeByTask,
@@ -377,7 +378,7 @@ export function parameterCounts(config = parseConfig(BERT_BASE)): {
   let layernorm = 0, layernormOutput = 0, bitfit = 0;
   for (const [name, shape] of parameterShapes(config, 2)) {
     if (!name.startsWith("bert.")) continue;
-    const n = sizeOf(shape);
+    const n = elementCount(shape);
     if (isLayerNorm(name)) layernorm += n;
     if (/\.output\.LayerNorm\./.test(name) && !name.includes("attention")) layernormOutput += n;
     if (isBias(name)) bitfit += n;

@@ -21,7 +21,8 @@
  * sel.get("bert.embeddings.LayerNorm.weight"); // "all"
  * ```
  */
-import { isBias, isHead, isLayerNorm, sizeOf } from "../bert/names.ts";
+import { isBias, isHead, isLayerNorm } from "../bert/names.ts";
+import { elementCount } from "../util/shape.ts";
 import type { TensorMap } from "../bert/safetensors.ts";
 
 export type ModeName = "full" | "bitfit" | "layernorm" | "layernorm-output" | "mask" | "head" | "head-pooler";
@@ -169,10 +170,10 @@ export function countTrainable(selection: Selection, shapes: Map<string, number[
   let encoderTotal = 0, encoderTrainable = 0, head = 0;
   for (const [name, shape] of shapes) {
     const sel = selection.get(name);
-    const n = sel === undefined ? 0 : sel === "all" ? sizeOf(shape) : countOnes(sel);
+    const n = sel === undefined ? 0 : sel === "all" ? elementCount(shape) : countOnes(sel);
     if (isHead(name)) head += n;
     else if (name.startsWith("bert.")) {
-      encoderTotal += sizeOf(shape);
+      encoderTotal += elementCount(shape);
       encoderTrainable += n;
     }
   }

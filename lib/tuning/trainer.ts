@@ -41,7 +41,7 @@ import { type Batch, BertClassifier } from "../bert/model.ts";
 import { INIT_NAMES, type InitName, randomCheckpoint } from "../bert/init.ts";
 import { CLASSIFIER, parameterShapes } from "../bert/names.ts";
 import { createGradientEngine, type GradientEngine } from "../parallel/engine.ts";
-import { computeGrads } from "../parallel/grads.ts";
+import { computeGrads } from "../parallel/replica.ts";
 import type { TensorMap } from "../bert/safetensors.ts";
 import { WordPieceTokenizer } from "../bert/tokenizer.ts";
 import { getTask, type GlueTask, loadSplit } from "../glue/mod.ts";
@@ -329,7 +329,7 @@ export class StepRunner {
     const variables = this.optimizer.variables();
     const named = new Map<string, tf.Tensor>();
     if (this.#microBatch > 0 && this.#microBatch < batch.batchSize) {
-      // Gradient accumulation over micro-batches (lib/parallel/grads.ts), then back into tensors.
+      // Gradient accumulation over micro-batches (lib/parallel/replica.ts), then back into tensors.
       const names = variables.map((v) => this.#nameOf.get(v.name) ?? v.name);
       const r = computeGrads(model, batch, labels, names, seed, true, this.#microBatch);
       names.forEach((name, i) => named.set(name, tf.tensor(r.grads.get(name)!, variables[i].shape)));

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { getShape, largestProduct, shapeConfig, SHAPES, stepFlops } from "../../lib/bench/shapes.ts";
-import { parameterShapes, sizeOf } from "../../lib/bert/names.ts";
+import { parameterShapes } from "../../lib/bert/names.ts";
+import { elementCount } from "../../lib/util/shape.ts";
 
 Deno.test("shapes match torch_step.py and make valid configs (bert-base has 110M parameters)", () => {
   assert.deepEqual(
@@ -8,7 +9,7 @@ Deno.test("shapes match torch_step.py and make valid configs (bert-base has 110M
     [[2, 128, 2, 512, 32, 128], [4, 256, 4, 1024, 32, 128], [12, 768, 12, 3072, 8, 128]],
   );
   const base = shapeConfig(SHAPES.base);
-  const n = [...parameterShapes(base, 2).values()].reduce((s, shape) => s + sizeOf(shape), 0);
+  const n = [...parameterShapes(base, 2).values()].reduce((s, shape) => s + elementCount(shape), 0);
   assert.ok(n > 109e6 && n < 110e6, `bert-base parameters: ${n}`);
   assert.equal(base.hidden_dropout_prob, 0);
   assert.throws(() => getShape("huge"), /unknown benchmark shape "huge"/);

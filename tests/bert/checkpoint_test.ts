@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { canonicalName, initTensor, loadCheckpoint, saveCheckpoint } from "../../lib/bert/checkpoint.ts";
 import { type BertConfig, parseConfig } from "../../lib/bert/config.ts";
-import { parameterShapes, sizeOf } from "../../lib/bert/names.ts";
+import { parameterShapes } from "../../lib/bert/names.ts";
+import { elementCount } from "../../lib/util/shape.ts";
 import {
   encodeSafetensors,
   readSafetensorsWithMetadata,
@@ -28,7 +29,7 @@ function synthetic(shapes: Map<string, number[]>): TensorMap {
   const out: TensorMap = new Map();
   let k = 0;
   for (const [name, shape] of shapes) {
-    const data = new Float32Array(sizeOf(shape)).map((_, i) => k + i / 1000);
+    const data = new Float32Array(elementCount(shape)).map((_, i) => k + i / 1000);
     out.set(name, { shape, data });
     k++;
   }
@@ -66,14 +67,14 @@ async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   }
 }
 
-const f = (shape: number[], v = 0.1) => ({ shape, data: new Float32Array(sizeOf(shape)).fill(v) });
+const f = (shape: number[], v = 0.1) => ({ shape, data: new Float32Array(elementCount(shape)).fill(v) });
 
 function assertMatchesShapes(tensors: TensorMap, numLabels: number): void {
   const want = parameterShapes(config, numLabels);
   assert.deepEqual([...tensors.keys()], [...want.keys()]);
   for (const [n, s] of want) {
     assert.deepEqual(tensors.get(n)!.shape, s, n);
-    assert.equal(tensors.get(n)!.data.length, sizeOf(s), n);
+    assert.equal(tensors.get(n)!.data.length, elementCount(s), n);
   }
 }
 
@@ -160,7 +161,7 @@ Deno.test("F16 and BF16 checkpoints convert to the expected float32 values", asy
     const chunks: [number, number][] = [];
     for (const [n, s] of shapes) {
       const bf = n.endsWith("LayerNorm.weight");
-      const bytes = sizeOf(s) * 2;
+      const bytes = elementCount(s) * 2;
       header[n] = { dtype: bf ? "BF16" : "F16", shape: s, data_offsets: [off, off + bytes] };
       chunks.push([bytes, bf ? 0xbec0 : 0x3e00]);
       off += bytes;

@@ -221,7 +221,7 @@ Deno.test("frozen weights get no gradient computed (lazy per-input gradients)", 
     });
     const weightShapes = ["16,16", "32,16", "16,32"];
     // A weight gradient is a product with a weight-shaped output: tfjs's BatchMatMul or the fused
-    // dense kernel's weight-gradient kernel (lib/bert/kernels.ts).
+    // dense kernel's weight-gradient kernel (lib/backend/fused_kernels.ts).
     return info.kernels.filter((k) =>
       ["BatchMatMul", "NormtuneDenseGradW"].includes(k.name) &&
       weightShapes.includes(String(k.outputShapes[0]))

@@ -6,7 +6,7 @@ import { batchFromEncoded, BertClassifier } from "../../lib/bert/model.ts";
 import { isLayerNorm, parameterShapes } from "../../lib/bert/names.ts";
 import { readSafetensors } from "../../lib/bert/safetensors.ts";
 import { createGradientEngine, shardSizes } from "../../lib/parallel/engine.ts";
-import { computeGrads } from "../../lib/parallel/grads.ts";
+import { computeGrads } from "../../lib/parallel/replica.ts";
 
 const GOLDEN = join(import.meta.dirname!, "..", "fixtures", "golden");
 
@@ -50,22 +50,31 @@ Deno.test("shardSizes splits rows evenly, larger shares first, never empty", () 
   assert.deepEqual(shardSizes(1, 2), [1]);
 });
 
-Deno.test("two workers give the in-process gradients (to rounding), deterministically; setParams reaches them", async () => {
+Deno.test("workers give the in-process gradients (two to rounding, one exactly), deterministically; setParams reaches them", async () => {
   await initBackend("wasm");
   const g = await golden();
   const names = [...parameterShapes(g.config, g.numLabels).keys()].filter((n) =>
     isLayerNorm(n) || n.startsWith("classifier.")
   );
-  const local = await createGradientEngine({ ...g, workers: 1, backend: "wasm" });
+  const local = new BertClassifier(g.config, g.numLabels, g.tensors);
   const two = await createGradientEngine({ ...g, workers: 2, backend: "wasm" });
   try {
     assert.equal(two.workers, 2);
-    const a = await local.grads(g.batch, g.labels, names, 1, false);
+    const a = computeGrads(local, g.batch, g.labels, names, 1, false);
     const bRes = await two.grads(g.batch, g.labels, names, 1, false);
     const b = { loss: bRes.loss, grads: new Map([...bRes.grads].map(([k, v]) => [k, v.slice()])) };
     assert.ok(Math.abs(a.loss - b.loss) < 1e-6, `loss ${a.loss} vs ${b.loss}`);
     assert.deepEqual([...b.grads.keys()], names);
     assert.ok(maxDiff(a.grads, b.grads) < 1e-6, `max difference ${maxDiff(a.grads, b.grads)}`);
+    // One worker runs the same computeGrads on the whole batch: the in-process bits exactly.
+    const one = await createGradientEngine({ ...g, workers: 1, backend: "wasm" });
+    try {
+      const c = await one.grads(g.batch, g.labels, names, 1, false);
+      assert.equal(c.loss, a.loss);
+      assert.equal(maxDiff(a.grads, c.grads), 0);
+    } finally {
+      await one.dispose();
+    }
     // Training mode (dropout): the same bits for the same seed and worker count.
     // (The engine reuses its gradient buffers: copy before the next call.)
     const copy = (m: Map<string, Float32Array>) => new Map([...m].map(([k, v]) => [k, v.slice()]));
@@ -86,7 +95,7 @@ Deno.test("two workers give the in-process gradients (to rounding), deterministi
     const z = await two.grads(g.batch, g.labels, names, 1, false);
     assert.ok(Math.abs(z.loss - Math.log(g.numLabels)) < 1e-6, `loss after setParams ${z.loss}`);
   } finally {
-    await local.dispose();
+    local.dispose();
     await two.dispose();
   }
 });

@@ -1,7 +1,8 @@
 /**
- * One gradient computation on a model: the mean loss of a batch and the gradients of the named
- * (trained) parameters only, written into Float32Arrays (the engine's shared buffers). Shared by the
- * in-process engine and the workers, so both compute exactly the same thing.
+ * What one model replica does for data-parallel training: the mean loss of a batch and the gradients
+ * of the named (trained) parameters only, written into Float32Arrays (the engine's shared buffers), in
+ * micro-batches when asked; and taking new parameter values. The workers (worker.ts) and the in-process
+ * trainer's gradient accumulation run the same `computeGrads`, so both compute exactly the same thing.
  */
 import type { Batch, BertClassifier } from "../bert/model.ts";
 import { tf } from "../tf.ts";

@@ -4,42 +4,13 @@ import {
   attentionContext,
   attentionScores,
   denseFast,
+  fusedKernelsActive,
   geluFast,
-  guardWasmHeap,
-  installKernels,
-  kernelsActive,
   layerNormFast,
-  transposeInto,
-  WasmHeapError,
-} from "../../lib/bert/kernels.ts";
-import { installOverrides } from "../../lib/bert/ops.ts";
+} from "../../lib/bert/fused_ops.ts";
+import { assertClose, rand } from "../tensors.ts";
 
 const BACKENDS = ["cpu", "wasm"] as const;
-installOverrides();
-installKernels();
-
-/** Deterministic values in [-1, 1). */
-function rand(shape: number[], seed: number): tf.Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return tf.tensor(out, shape);
-}
-
-function assertClose(got: tf.Tensor, want: tf.Tensor, tol: number, what: string) {
-  assert.deepEqual(got.shape, want.shape, `${what}: shape`);
-  const g = got.dataSync(), w = want.dataSync();
-  for (let i = 0; i < w.length; i++) {
-    assert.ok(
-      Math.abs(g[i] - w[i]) <= tol * (1 + Math.abs(w[i])),
-      `${what}[${i}]: got ${g[i]}, want ${w[i]}`,
-    );
-  }
-}
 
 /** A scalar loss with a fixed random weight per output element, so every gradient entry matters. */
 const weighted = (seed: number) => (y: tf.Tensor) => tf.sum(tf.mul(y, rand(y.shape, seed))) as tf.Scalar;
@@ -71,7 +42,7 @@ function refAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, b: number, s: nu
 Deno.test("kernels are active on wasm and cpu", async () => {
   for (const backend of BACKENDS) {
     await initBackend(backend);
-    assert.ok(kernelsActive(), backend);
+    assert.ok(fusedKernelsActive(), backend);
   }
 });
 
@@ -148,58 +119,4 @@ Deno.test("attention kernels: per-head products equal batched attention, values 
       got.forEach((g, i) => assertClose(g, want[i], 1e-5, `${backend} grad ${["q", "k", "v"][i]}`));
     });
   }
-});
-
-Deno.test("transposeInto: strided transposes with a scale, any block remainder", () => {
-  const rows = 11, cols = 19;
-  const src = Float32Array.from({ length: rows * cols }, (_, i) => i);
-  const dst = new Float32Array(rows * cols);
-  transposeInto(src, 0, cols, dst, 0, rows, rows, cols, 2);
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) assert.equal(dst[c * rows + r], 2 * (r * cols + c));
-  }
-  // A 3 x 4 block out of a wider source, into a wider destination.
-  const out = new Float32Array(4 * 7).fill(-1);
-  transposeInto(src, 1 * cols + 2, cols, out, 3, 7, 3, 4);
-  assert.equal(out[3], src[1 * cols + 2]);
-  assert.equal(out[3 + 7 * 3 + 2], src[3 * cols + 5]);
-  assert.equal(out[0], -1);
-});
-
-Deno.test("wasm: Identity shares the buffer, gather copies rows and rejects bad ids", async () => {
-  await initBackend("wasm");
-  tf.tidy(() => {
-    const x = tf.tensor([1, 2, 3, 4], [2, 2]);
-    const y = tf.clone(x); // the Identity kernel
-    // deno-lint-ignore no-explicit-any
-    const backend = tf.backend() as any;
-    assert.equal(
-      backend.getMemoryOffset(y.dataId),
-      backend.getMemoryOffset(x.dataId),
-      "the clone shares the buffer",
-    );
-    x.dispose();
-    assert.deepEqual(Array.from(y.dataSync()), [1, 2, 3, 4], "the clone outlives the original");
-    const table = tf.tensor([[0, 1], [10, 11], [20, 21]]);
-    const got = tf.gather(table, tf.tensor([2, 0, 2], [3], "int32"));
-    assert.deepEqual(got.arraySync(), [[20, 21], [0, 1], [20, 21]]);
-    assert.throws(() => tf.gather(table, tf.tensor([3], [1], "int32")), /index 3 at position 0 is outside/);
-    // Other gathers (axis 1) still go to the stock kernel.
-    assert.deepEqual(tf.gather(table, tf.tensor([1], [1], "int32"), 1).arraySync(), [[1], [11], [21]]);
-  });
-});
-
-Deno.test("wasm: an allocation the heap cannot hold is an error that says what to do", async () => {
-  await initBackend("wasm");
-  guardWasmHeap();
-  // deno-lint-ignore no-explicit-any
-  const wasm = (tf.backend() as any).wasm;
-  assert.throws(() => wasm._malloc(0xfffffff0), (err: unknown) => {
-    assert.ok(err instanceof WasmHeapError);
-    assert.match(err.message, /wasm heap exhausted.*layernorm or bitfit/s);
-    return true;
-  });
-  const p = wasm._malloc(64); // ordinary allocations are unaffected
-  assert.ok(p > 0);
-  wasm._free(p);
 });

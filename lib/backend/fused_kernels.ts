@@ -1,0 +1,391 @@
+/**
+ * Fused TensorFlow.js kernels for BERT training on the wasm and cpu backends: dense, LayerNorm, exact
+ * GELU, attention's per-head products and the embedding gradient, each way. Their gradients are in
+ * lib/backend/fused_gradients.ts, the ops that run them in lib/bert/fused_ops.ts; `installBackend`
+ * (lib/backend/install.ts) registers them.
+ *
+ * Why: on wasm, tfjs's own graph for one encoder layer runs ~300 kernels, most of them copies: every
+ * transpose is a naive strided loop (~0.3 GB/s), `matMul` with transpose flags or a batch dimension runs a
+ * naive loop instead of XNNPACK, and the engine copies every tensor it saves for the backward pass
+ * (the wasm `Identity` kernel copies). Here:
+ * - dense layers are one XNNPACK product each way: forward x W^T (+ bias, fused), input gradient
+ *   dy W (PyTorch's [out, in] layout is already the right operand), weight gradient dy^T x;
+ * - attention's per-(example, head) products are XNNPACK products on views into the head-major
+ *   buffers (no split/concat), with the head permutations done once in JavaScript;
+ * - LayerNorm and GELU are one pass forward and one pass backward, saving what the backward needs
+ *   (row mean and 1/std; GELU's derivative) instead of recomputing it.
+ *
+ * Memory access and products: lib/backend/kernel_io.ts; the JavaScript copies: lib/backend/layout.ts.
+ */
+import type { tf } from "../tf.ts";
+import { elementCount } from "../util/shape.ts";
+import { type AnyBackend, Io, type TI } from "./kernel_io.ts";
+import { fromHeads, fromHeadsT, type Heads, toHeads, toHeadsT, transposeInto } from "./layout.ts";
+
+type KernelArgs = { inputs: Record<string, TI>; backend: AnyBackend; attrs: Record<string, unknown> };
+type Kernel = (args: KernelArgs) => TI | TI[];
+
+/** The fused kernels' names (every one is registered for each backend that runs them). */
+export const FUSED = {
+  dense: "NormtuneDense",
+  denseGradX: "NormtuneDenseGradX",
+  denseGradW: "NormtuneDenseGradW",
+  colSum: "NormtuneColSum",
+  scatterRows: "NormtuneScatterRows",
+  layerNorm: "NormtuneLayerNorm",
+  layerNormGradX: "NormtuneLayerNormGradX",
+  layerNormGradGamma: "NormtuneLayerNormGradGamma",
+  gelu: "NormtuneGelu",
+  scores: "NormtuneAttnScores",
+  scoresGradQ: "NormtuneAttnScoresGradQ",
+  scoresGradK: "NormtuneAttnScoresGradK",
+  context: "NormtuneAttnContext",
+  contextGradP: "NormtuneAttnContextGradP",
+  contextGradV: "NormtuneAttnContextGradV",
+} as const;
+
+/** Rows and width of a tensor seen as [rows, lastDim]. */
+function rowsOf(t: TI): [number, number] {
+  const w = t.shape[t.shape.length - 1];
+  return [elementCount(t.shape) / w, w];
+}
+
+// ---- dense: y = x W^T + b, W in PyTorch layout [out, in] ----
+
+const dense: Kernel = ({ inputs: { x, w, b }, backend }) => {
+  const io = new Io(backend);
+  const [rows, inp] = rowsOf(x);
+  const out = w.shape[0];
+  const y = io.alloc([...x.shape.slice(0, -1), out]);
+  const wt = io.alloc([inp, out]);
+  transposeInto(io.data(w), 0, inp, io.data(wt), 0, out, out, inp);
+  io.gemm(x, 0, wt, 0, y, 0, rows, inp, out, b); // bias fused
+  io.free(wt);
+  return y;
+};
+
+/** dx = dy W: [rows, out] x [out, in]. */
+const denseGradX: Kernel = ({ inputs: { dy, w }, backend, attrs }) => {
+  const io = new Io(backend);
+  const [rows, out] = rowsOf(dy);
+  const inp = w.shape[1];
+  const dx = io.alloc(attrs.shape as number[]);
+  io.gemm(dy, 0, w, 0, dx, 0, rows, out, inp);
+  return dx;
+};
+
+/**
+ * dW = dy^T x ([out, rows] x [rows, in]). The contraction runs over rows, so both operands are
+ * [rows, .] activations: the wider one is transposed (in JavaScript, ~2 ns per element) into the
+ * left operand, the narrower one becomes XNNPACK's packed right operand (packing a tall, wide operand
+ * costs up to 30 ns per element). With x the wider one this computes dW^T = x^T dy and transposes the
+ * small result back.
+ */
+const denseGradW: Kernel = ({ inputs: { dy, x }, backend }) => {
+  const io = new Io(backend);
+  const [rows, out] = rowsOf(dy);
+  const inp = x.shape[x.shape.length - 1];
+  const dw = io.alloc([out, inp]);
+  if (out >= inp) {
+    const dyT = io.alloc([out, rows]);
+    transposeInto(io.data(dy), 0, out, io.data(dyT), 0, rows, rows, out);
+    io.gemm(dyT, 0, x, 0, dw, 0, out, rows, inp);
+    io.free(dyT);
+  } else {
+    const xT = io.alloc([inp, rows]), dwT = io.alloc([inp, out]);
+    transposeInto(io.data(x), 0, inp, io.data(xT), 0, rows, rows, inp);
+    io.gemm(xT, 0, dy, 0, dwT, 0, inp, rows, out);
+    transposeInto(io.data(dwT), 0, out, io.data(dw), 0, inp, inp, out);
+    io.free(xT);
+    io.free(dwT);
+  }
+  return dw;
+};
+
+/**
+ * The gradient of a row lookup (embedding): rows of dy [n, width] added into a zeroed table
+ * [rows, width] at `indices`. Allocated on the backend (on wasm the heap is reused step after step;
+ * a fresh 16-100 MB JavaScript array every step costs page faults).
+ */
+const scatterRows: Kernel = ({ inputs: { dy, indices }, backend, attrs }) => {
+  const io = new Io(backend);
+  const shape = attrs.shape as number[];
+  const rows = shape[0], width = elementCount(shape) / rows;
+  const out = io.alloc(shape);
+  const g = io.data(dy), dst = io.data(out);
+  const idx =
+    (io.wasm ? backend.typedArrayFromHeap(indices) : backend.readSync(indices.dataId)) as Int32Array;
+  dst.fill(0);
+  for (let i = 0; i < idx.length; i++) {
+    const r = idx[i];
+    if (r < 0 || r >= rows) continue; // gather itself rejects these; never write outside the table
+    const src = i * width, at = r * width;
+    for (let j = 0; j < width; j++) dst[at + j] += g[src + j];
+  }
+  return out;
+};
+
+/**
+ * Column sums of x [rows, w] per group of rows (`groups` equal groups, in order) -> `shape`
+ * ([w] or [groups, w]): the gradient of a bias or LayerNorm beta, per example when groups = batch.
+ */
+const colSum: Kernel = ({ inputs: { x }, backend, attrs }) => {
+  const io = new Io(backend);
+  const [rows, w] = rowsOf(x);
+  const groups = attrs.groups as number;
+  const per = rows / groups;
+  const out = io.alloc(attrs.shape as number[]);
+  const src = io.data(x), dst = io.data(out);
+  const acc = new Float64Array(w);
+  for (let g = 0; g < groups; g++) {
+    acc.fill(0);
+    for (let r = g * per; r < (g + 1) * per; r++) {
+      const o = r * w;
+      for (let j = 0; j < w; j++) acc[j] += src[o + j];
+    }
+    for (let j = 0; j < w; j++) dst[g * w + j] = acc[j];
+  }
+  return out;
+};
+
+// ---- LayerNorm over the last axis; gamma/beta [h] or per group of rows [groups, h] ----
+
+const layerNorm: Kernel = ({ inputs: { x, gamma, beta }, backend, attrs }) => {
+  const io = new Io(backend);
+  const eps = attrs.eps as number;
+  const [rows, h] = rowsOf(x);
+  const groups = gamma.shape.length === 1 ? 1 : gamma.shape[0];
+  const per = rows / groups;
+  const y = io.alloc(x.shape.slice());
+  const mean = io.alloc([rows]), rstd = io.alloc([rows]);
+  const xs = io.data(x), ys = io.data(y), gs = io.data(gamma), bs = io.data(beta);
+  const ms = io.data(mean), rs = io.data(rstd);
+  for (let r = 0; r < rows; r++) {
+    const o = r * h, po = Math.floor(r / per) * h;
+    let sum = 0;
+    for (let j = 0; j < h; j++) sum += xs[o + j];
+    const mu = sum / h;
+    let sq = 0;
+    for (let j = 0; j < h; j++) {
+      const c = xs[o + j] - mu;
+      sq += c * c;
+    }
+    const inv = 1 / Math.sqrt(sq / h + eps);
+    ms[r] = mu;
+    rs[r] = inv;
+    for (let j = 0; j < h; j++) ys[o + j] = (xs[o + j] - mu) * inv * gs[po + j] + bs[po + j];
+  }
+  return [y, mean, rstd];
+};
+
+/** dx = rstd (g - mean(g) - xhat mean(g xhat)), g = dy gamma, xhat = (x - mean) rstd. */
+const layerNormGradX: Kernel = ({ inputs: { dy, x, gamma, mean, rstd }, backend }) => {
+  const io = new Io(backend);
+  const [rows, h] = rowsOf(x);
+  const groups = gamma.shape.length === 1 ? 1 : gamma.shape[0];
+  const per = rows / groups;
+  const dx = io.alloc(x.shape.slice());
+  const dys = io.data(dy), xs = io.data(x), gs = io.data(gamma), ms = io.data(mean), rs = io.data(rstd);
+  const dxs = io.data(dx);
+  for (let r = 0; r < rows; r++) {
+    const o = r * h, po = Math.floor(r / per) * h;
+    const mu = ms[r], inv = rs[r];
+    let sg = 0, sgx = 0;
+    for (let j = 0; j < h; j++) {
+      const g = dys[o + j] * gs[po + j];
+      sg += g;
+      sgx += g * (xs[o + j] - mu) * inv;
+    }
+    const a = sg / h, c = sgx / h;
+    for (let j = 0; j < h; j++) {
+      const xhat = (xs[o + j] - mu) * inv;
+      dxs[o + j] = inv * (dys[o + j] * gs[po + j] - a - xhat * c);
+    }
+  }
+  return dx;
+};
+
+/** dgamma = sum over rows (per group) of dy xhat -> `shape`. */
+const layerNormGradGamma: Kernel = ({ inputs: { dy, x, mean, rstd }, backend, attrs }) => {
+  const io = new Io(backend);
+  const [rows, h] = rowsOf(x);
+  const groups = attrs.groups as number;
+  const per = rows / groups;
+  const out = io.alloc(attrs.shape as number[]);
+  const dys = io.data(dy), xs = io.data(x), ms = io.data(mean), rs = io.data(rstd), dst = io.data(out);
+  const acc = new Float64Array(h);
+  for (let g = 0; g < groups; g++) {
+    acc.fill(0);
+    for (let r = g * per; r < (g + 1) * per; r++) {
+      const o = r * h, mu = ms[r], inv = rs[r];
+      for (let j = 0; j < h; j++) acc[j] += dys[o + j] * (xs[o + j] - mu) * inv;
+    }
+    for (let j = 0; j < h; j++) dst[g * h + j] = acc[j];
+  }
+  return out;
+};
+
+// ---- exact GELU: y = x Phi(x); saves dy/dx = Phi(x) + x phi(x) for the backward pass ----
+
+// Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), as tfjs's cpu backend computes erf.
+const ERF_P = 0.3275911,
+  A1 = 0.254829592,
+  A2 = -0.284496736,
+  A3 = 1.421413741,
+  A4 = -1.453152027,
+  A5 = 1.061405429;
+const INV_SQRT2 = Math.SQRT1_2, INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+
+// exp(-t) for t in [0, 103]: a table at steps of 1/64 times a degree-4 Taylor term for the remainder
+// (relative error < 1e-11). Math.exp costs ~10 ns in V8; this ~2 ns.
+const EXP_STEPS = 64, EXP_MAX = 103;
+const EXP_TABLE = Float64Array.from({ length: EXP_MAX * EXP_STEPS + 2 }, (_, j) => Math.exp(-j / EXP_STEPS));
+
+/** GELU of `xs` into `ys` and its derivative into `ds`, branch-free in the sign of x. */
+function geluInto(xs: Float32Array, ys: Float32Array, ds: Float32Array): void {
+  for (let i = 0; i < xs.length; i++) {
+    const v = xs[i];
+    const z = Math.abs(v) * INV_SQRT2;
+    const t = 1 / (1 + ERF_P * z);
+    const zz = Math.min(z * z, EXP_MAX);
+    const j = (zz * EXP_STEPS) | 0;
+    const r = zz - j / EXP_STEPS;
+    const e = EXP_TABLE[j] * (1 - r * (1 - r * (0.5 - r * (1 / 6 - r * (1 / 24))))); // exp(-x^2/2)
+    const h = 0.5 * ((((A5 * t + A4) * t + A3) * t + A2) * t + A1) * t * e; // (1 - erf(|x|/sqrt2)) / 2
+    const pos = +(v >= 0);
+    const cdf = pos - (2 * pos - 1) * h; // Phi(x)
+    ys[i] = v * cdf;
+    ds[i] = cdf + v * e * INV_SQRT_2PI; // Phi(x) + x phi(x)
+  }
+}
+
+const gelu: Kernel = ({ inputs: { x }, backend }) => {
+  const io = new Io(backend);
+  const y = io.alloc(x.shape.slice()), dydx = io.alloc(x.shape.slice());
+  geluInto(io.data(x), io.data(y), io.data(dydx));
+  return [y, dydx];
+};
+
+// ---- attention products, per (example, head), on [b*s, H*d] inputs ----
+
+function headsOf(attrs: Record<string, unknown>, hd: number): Heads {
+  const b = attrs.batch as number, s = attrs.seq as number, h = attrs.heads as number;
+  return { b, s, h, d: hd / h };
+}
+
+/** scores [b, H, s, s] = scale Q K^T per head. */
+const scores: Kernel = ({ inputs: { q, k }, backend, attrs }) => {
+  const io = new Io(backend);
+  const hs = headsOf(attrs, q.shape[q.shape.length - 1]);
+  const { b, s, h, d } = hs, n = b * h;
+  const out = io.alloc([b, h, s, s]);
+  const qh = io.alloc([n * s * d]), kt = io.alloc([n * d * s]);
+  toHeads(io.data(q), io.data(qh), hs, attrs.scale as number);
+  toHeadsT(io.data(k), io.data(kt), hs);
+  for (let i = 0; i < n; i++) io.gemm(qh, i * s * d, kt, i * d * s, out, i * s * s, s, d, s);
+  io.free(qh);
+  io.free(kt);
+  return out;
+};
+
+/** dq = scale dS K per head. */
+const scoresGradQ: Kernel = ({ inputs: { dy, k }, backend, attrs }) => {
+  const io = new Io(backend);
+  const hs = headsOf(attrs, k.shape[k.shape.length - 1]);
+  const { b, s, h, d } = hs, n = b * h;
+  const dq = io.alloc(k.shape.slice());
+  const kh = io.alloc([n * s * d]), dqh = io.alloc([n * s * d]);
+  toHeads(io.data(k), io.data(kh), hs);
+  for (let i = 0; i < n; i++) io.gemm(dy, i * s * s, kh, i * s * d, dqh, i * s * d, s, s, d);
+  fromHeads(io.data(dqh), io.data(dq), hs, attrs.scale as number);
+  io.free(kh);
+  io.free(dqh);
+  return dq;
+};
+
+/** dk = scale dS^T Q per head, computed transposed: dK^T = scale Q^T dS. */
+const scoresGradK: Kernel = ({ inputs: { dy, q }, backend, attrs }) => {
+  const io = new Io(backend);
+  const hs = headsOf(attrs, q.shape[q.shape.length - 1]);
+  const { b, s, h, d } = hs, n = b * h;
+  const dk = io.alloc(q.shape.slice());
+  const qt = io.alloc([n * d * s]), dkt = io.alloc([n * d * s]);
+  toHeadsT(io.data(q), io.data(qt), hs);
+  for (let i = 0; i < n; i++) io.gemm(qt, i * d * s, dy, i * s * s, dkt, i * d * s, d, s, s);
+  fromHeadsT(io.data(dkt), io.data(dk), hs, attrs.scale as number);
+  io.free(qt);
+  io.free(dkt);
+  return dk;
+};
+
+/** context [b*s, H*d] = P V per head. */
+const context: Kernel = ({ inputs: { probs, v }, backend, attrs }) => {
+  const io = new Io(backend);
+  const hs = headsOf(attrs, v.shape[v.shape.length - 1]);
+  const { b, s, h, d } = hs, n = b * h;
+  const out = io.alloc(v.shape.slice());
+  const vh = io.alloc([n * s * d]), ch = io.alloc([n * s * d]);
+  toHeads(io.data(v), io.data(vh), hs);
+  for (let i = 0; i < n; i++) io.gemm(probs, i * s * s, vh, i * s * d, ch, i * s * d, s, s, d);
+  fromHeads(io.data(ch), io.data(out), hs);
+  io.free(vh);
+  io.free(ch);
+  return out;
+};
+
+/** dP = dC V^T per head. */
+const contextGradP: Kernel = ({ inputs: { dy, v }, backend, attrs }) => {
+  const io = new Io(backend);
+  const hs = headsOf(attrs, v.shape[v.shape.length - 1]);
+  const { b, s, h, d } = hs, n = b * h;
+  const dp = io.alloc([b, h, s, s]);
+  const dch = io.alloc([n * s * d]), vt = io.alloc([n * d * s]);
+  toHeads(io.data(dy), io.data(dch), hs);
+  toHeadsT(io.data(v), io.data(vt), hs);
+  for (let i = 0; i < n; i++) io.gemm(dch, i * s * d, vt, i * d * s, dp, i * s * s, s, d, s);
+  io.free(dch);
+  io.free(vt);
+  return dp;
+};
+
+/** dV = P^T dC per head, computed transposed: dV^T = dC^T P. */
+const contextGradV: Kernel = ({ inputs: { dy, probs }, backend, attrs }) => {
+  const io = new Io(backend);
+  const hs = headsOf(attrs, dy.shape[dy.shape.length - 1]);
+  const { b, s, h, d } = hs, n = b * h;
+  const dv = io.alloc(dy.shape.slice());
+  const dct = io.alloc([n * d * s]), dvt = io.alloc([n * d * s]);
+  toHeadsT(io.data(dy), io.data(dct), hs);
+  for (let i = 0; i < n; i++) io.gemm(dct, i * d * s, probs, i * s * s, dvt, i * d * s, d, s, s);
+  fromHeadsT(io.data(dvt), io.data(dv), hs);
+  io.free(dct);
+  io.free(dvt);
+  return dv;
+};
+
+const KERNELS: [string, Kernel][] = [
+  [FUSED.dense, dense],
+  [FUSED.denseGradX, denseGradX],
+  [FUSED.denseGradW, denseGradW],
+  [FUSED.colSum, colSum],
+  [FUSED.scatterRows, scatterRows],
+  [FUSED.layerNorm, layerNorm],
+  [FUSED.layerNormGradX, layerNormGradX],
+  [FUSED.layerNormGradGamma, layerNormGradGamma],
+  [FUSED.gelu, gelu],
+  [FUSED.scores, scores],
+  [FUSED.scoresGradQ, scoresGradQ],
+  [FUSED.scoresGradK, scoresGradK],
+  [FUSED.context, context],
+  [FUSED.contextGradP, contextGradP],
+  [FUSED.contextGradV, contextGradV],
+];
+
+/** The fused kernels as registrations for `backendName` (one whose tensors live in JavaScript-visible memory). */
+export function fusedKernels(backendName: string): tf.KernelConfig[] {
+  return KERNELS.map(([kernelName, kernelFunc]) => ({
+    kernelName,
+    backendName,
+    kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+  }));
+}
