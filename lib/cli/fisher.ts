@@ -15,8 +15,9 @@
  * first N lines, each `{input_ids, token_type_ids, attention_mask, label}` as `forward` reads them, so the
  * numbers can be compared with another tool's on exactly the same examples and head.
  */
+import { batchFromEncoded } from "../bert/batch.ts";
 import { loadCheckpoint } from "../bert/checkpoint.ts";
-import { batchFromEncoded, BertClassifier } from "../bert/model.ts";
+import { BertClassifier } from "../bert/model.ts";
 import { readSafetensors, writeSafetensors } from "../bert/safetensors.ts";
 import { WordPieceTokenizer } from "../bert/tokenizer.ts";
 import { getTask, loadSplit } from "../glue/mod.ts";

@@ -13,10 +13,11 @@
  * deno task normtune forward --model bert-tiny-mlm --inputs in.jsonl --num-labels 2 --out out/
  * ```
  */
+import { batchFromEncoded, type EncodedRow } from "../bert/batch.ts";
 import { join } from "node:path";
 import { backendFromEnv, type BackendName, BACKENDS, initBackend, tf } from "../tf.ts";
 import { loadCheckpoint } from "../bert/checkpoint.ts";
-import { batchFromEncoded, BertClassifier, type EncodedRow } from "../bert/model.ts";
+import { BertClassifier } from "../bert/model.ts";
 import { readSafetensors, type TensorMap, writeSafetensors } from "../bert/safetensors.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";
 import { modelDir } from "../util/paths.ts";

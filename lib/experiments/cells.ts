@@ -14,10 +14,11 @@
  * const runner = new Runner({ store, executors: studyExecutors({ modelDir, glueDir }) });
  * ```
  */
+import { batchFromEncoded } from "../bert/batch.ts";
 import { join } from "node:path";
 import { loadCheckpoint } from "../bert/checkpoint.ts";
 import { readConfig } from "../bert/config.ts";
-import { batchFromEncoded, BertClassifier } from "../bert/model.ts";
+import { BertClassifier } from "../bert/model.ts";
 import { isLayerNorm, parameterShapes } from "../bert/names.ts";
 import { readSafetensors, type TensorMap, writeSafetensors } from "../bert/safetensors.ts";
 import { WordPieceTokenizer } from "../bert/tokenizer.ts";

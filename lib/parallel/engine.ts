@@ -25,12 +25,13 @@
  * await engine.dispose();
  * ```
  */
+import { type Batch, sliceRows } from "../bert/batch.ts";
 import type { BertConfig } from "../bert/config.ts";
-import { type Batch, BertClassifier } from "../bert/model.ts";
+import { BertClassifier } from "../bert/model.ts";
 import { parameterShapes, sizeOf } from "../bert/names.ts";
 import type { TensorMap } from "../bert/safetensors.ts";
 import { backendFromEnv, type BackendName, initBackend } from "../tf.ts";
-import { assignParams, computeGrads, type GradResult, sliceRows } from "./grads.ts";
+import { assignParams, computeGrads, type GradResult } from "./grads.ts";
 import { buffers, type FromWorker, type ToWorker, type WireBatch, type WireTensor } from "./protocol.ts";
 
 export interface EngineOptions {

@@ -1,3 +1,4 @@
+import { batchFromEncoded } from "../../lib/bert/batch.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadCheckpoint, saveCheckpoint } from "../../lib/bert/checkpoint.ts";
@@ -8,7 +9,7 @@ import { countMask, readMask } from "../../lib/tuning/masks.ts";
 import { ROOT } from "../../lib/util/paths.ts";
 import { sharedGlue, sharedModel, tempDir } from "../env.ts";
 import { initBackend } from "../../lib/tf.ts";
-import { batchFromEncoded, BertClassifier } from "../../lib/bert/model.ts";
+import { BertClassifier } from "../../lib/bert/model.ts";
 import { readSafetensors, readSafetensorsWithMetadata } from "../../lib/bert/safetensors.ts";
 import { computeFisher } from "../../lib/analysis/fisher.ts";
 

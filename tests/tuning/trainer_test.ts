@@ -1,8 +1,9 @@
+import { batchFromEncoded } from "../../lib/bert/batch.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadCheckpoint } from "../../lib/bert/checkpoint.ts";
 import { randomWeights } from "../../lib/bert/init.ts";
-import { batchFromEncoded, BertClassifier } from "../../lib/bert/model.ts";
+import { BertClassifier } from "../../lib/bert/model.ts";
 import { parameterShapes } from "../../lib/bert/names.ts";
 import {
   nonFiniteTensor,
