@@ -17,7 +17,7 @@
 import { BertClassifier } from "../bert/model.ts";
 import { parameterShapes } from "../bert/names.ts";
 import type { TensorMap } from "../bert/safetensors.ts";
-import { computeFisher } from "../analysis/fisher.ts";
+import { computeFisher } from "../analysis/fisher_information.ts";
 import { createGradientEngine, type GradientEngine } from "../parallel/engine.ts";
 import { heapBytes } from "../parallel/grads.ts";
 import { type BackendName, tf } from "../tf.ts";

@@ -14,7 +14,7 @@ import { initBackend } from "../tf.ts";
 import { loadWithDelta } from "../tuning/delta.ts";
 import { encodeExamples, evaluateModel } from "../tuning/evaluate.ts";
 import { modelDir } from "../util/paths.ts";
-import { backendFlag, maxLenFlag } from "./finetune.ts";
+import { backendFlag, maxLenFlag } from "./flags.ts";
 import { parseFlags, UsageError } from "./flags.ts";
 
 export async function run(args: string[]): Promise<void> {

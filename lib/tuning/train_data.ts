@@ -18,7 +18,7 @@ import { WordPieceTokenizer } from "../bert/tokenizer.ts";
 import { getTask, type GlueTask, loadSplit } from "../glue/mod.ts";
 import { batchesPerEpoch } from "./batches.ts";
 import { encodeExamples } from "./evaluate.ts";
-import { readMask } from "./masks.ts";
+import { readMask } from "./mask_file.ts";
 import { countTrainable, type Selection, selectTrainable, type TrainableCounts } from "./modes.ts";
 import type { RunIdentity } from "./run_folder.ts";
 

@@ -69,7 +69,7 @@ export interface FinetuneOptions extends HyperparameterOptions {
   /** GLUE task name ("RTE", "sst2", ...). */
   task: string;
   mode: ModeName | string;
-  /** Mask file for mode `mask` (lib/tuning/masks.ts). */
+  /** Mask file for mode `mask` (lib/tuning/mask_file.ts). */
   mask?: string;
   /** The run folder. */
   out: string;

@@ -13,7 +13,7 @@ import {
 } from "../../lib/bert/safetensors.ts";
 import { initBackend, tf } from "../../lib/tf.ts";
 import { loadWithDelta, readDelta } from "../../lib/tuning/delta.ts";
-import { writeMask } from "../../lib/tuning/masks.ts";
+import { writeMask } from "../../lib/tuning/mask_file.ts";
 import { type ModeName, type Selection, selectTrainable } from "../../lib/tuning/modes.ts";
 import { finetune, type FinetuneOptions, StepRunner } from "../../lib/tuning/trainer.ts";
 import { readJsonIfExists } from "../../lib/util/atomic.ts";

@@ -12,7 +12,7 @@ import {
   type FisherOptions,
   type LabeledBatch,
   rankComponentsByFisher,
-} from "../../lib/analysis/fisher.ts";
+} from "../../lib/analysis/fisher_information.ts";
 
 const GOLDEN = join(import.meta.dirname!, "..", "fixtures", "golden");
 const BACKENDS = ["cpu", "wasm"] as const;

@@ -58,8 +58,6 @@ export interface FisherOptions {
   batchSize?: number;
   /** True labels (empirical Fisher, default) or labels sampled from the model. */
   labels?: "true" | "sampled";
-  /** Unused here (the caller encodes to this length); kept so a run's options can be recorded whole. */
-  maxLen?: number;
   /** "auto" (default): batched for layernorm/elementwise, loop for all. Tests force one or the other. */
   method?: "auto" | "batched" | "loop";
   /** Called after each pass with the number of examples done. */
