@@ -82,12 +82,15 @@ const isString = (v: unknown) => typeof v === "string";
 const isNumber = (v: unknown) => typeof v === "number" && Number.isFinite(v);
 const optional = (test: (v: unknown) => boolean) => (v: unknown) => v === undefined || test(v);
 
-/** Checks a cell-level step, naming the cell in the error. */
+/** Runs a step (its promise too), naming the cell in what it throws. */
 function checked<T>(ctx: CellContext, make: () => T): T {
+  const named = (err: unknown) =>
+    new Error(`cell ${ctx.cell.id} (${ctx.cell.kind}): ${(err as Error).message}`);
   try {
-    return make();
+    const r = make();
+    return (r instanceof Promise ? r.catch((err) => Promise.reject(named(err))) : r) as T;
   } catch (err) {
-    throw new Error(`cell ${ctx.cell.id} (${ctx.cell.kind}): ${(err as Error).message}`);
+    throw named(err);
   }
 }
 
@@ -236,7 +239,10 @@ async function runMaskCell(ctx: CellContext, env: ExecEnv) {
       per,
       seed: method === "random" ? seed ?? 0 : undefined,
       shapes,
-      ...(method === "fisher" ? { fisher: [join(ctx.deps.fisher.dir, ARTEFACTS.fisher)] } : {}),
+      // A missing dependency leaves the list empty: the mask's own checks then say what is missing.
+      ...(method === "fisher" && ctx.deps.fisher
+        ? { fisher: [join(ctx.deps.fisher.dir, ARTEFACTS.fisher)] }
+        : {}),
       ...(method === "union" ? { masks } : {}),
       out: join(ctx.dir, ARTEFACTS.mask),
       record: {
