@@ -1,36 +1,19 @@
 import assert from "node:assert/strict";
-import { batchFromEncoded } from "../../lib/bert/batch.ts";
 import { loadCheckpoint } from "../../lib/bert/checkpoint.ts";
 import { BertClassifier } from "../../lib/bert/model.ts";
 import { parameterShapes } from "../../lib/bert/names.ts";
 import { initBackend, tf } from "../../lib/tf.ts";
 import { type ModeName, type Selection, selectTrainable } from "../../lib/tuning/modes.ts";
 import { StepRunner } from "../../lib/tuning/step.ts";
-import { GOLDEN } from "./fixture.ts";
+import { bitwiseEqual, GOLDEN, smallBatch } from "./fixture.ts";
 
 await initBackend();
 
 const ck = await loadCheckpoint(GOLDEN, { numLabels: 2, seed: 1, quiet: true });
-const rows = [
-  {
-    inputIds: [2, 17, 42, 9, 3, 55, 71, 3],
-    tokenTypeIds: [0, 0, 0, 0, 0, 1, 1, 1],
-    attentionMask: [1, 1, 1, 1, 1, 1, 1, 1],
-  },
-  { inputIds: [2, 88, 5, 63, 3], tokenTypeIds: [0, 0, 0, 0, 0], attentionMask: [1, 1, 1, 1, 1] },
-  { inputIds: [2, 31, 3, 12, 3], tokenTypeIds: [0, 0, 0, 1, 1], attentionMask: [1, 1, 1, 1, 1] },
-];
-const batch = batchFromEncoded(rows);
-const labels = Int32Array.from([1, 0, 1]);
+const { batch, labels } = smallBatch();
 
 function values(model: BertClassifier): Map<string, Float32Array> {
   return new Map([...model.params].map(([n, v]) => [n, v.dataSync() as Float32Array]));
-}
-
-function bitwiseEqual(a: Float32Array, b: Float32Array): boolean {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
-    Buffer.from(b.buffer, b.byteOffset, b.byteLength),
-  );
 }
 
 function train(selection: Selection, steps: number) {
@@ -115,7 +98,7 @@ Deno.test("a diverging step (NaN loss) throws before changing anything", () => {
   const runner = new StepRunner(model, selectTrainable("full", names));
   try {
     const before = values(model);
-    const bad = batchFromEncoded(rows);
+    const bad = smallBatch().batch;
     assert.throws(() => runner.step(bad, Float32Array.from([NaN, 0, 1]) as unknown as Int32Array, 1e-3, 0));
     const after = values(model);
     for (const n of names) assert.ok(bitwiseEqual(before.get(n)!, after.get(n)!), n);

@@ -1,4 +1,3 @@
-import { batchFromEncoded } from "../../lib/bert/batch.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadCheckpoint } from "../../lib/bert/checkpoint.ts";
@@ -16,26 +15,12 @@ import { loadWithDelta, readDelta } from "../../lib/tuning/delta.ts";
 import { writeMask } from "../../lib/tuning/mask_file.ts";
 import { finetune, type FinetuneOptions } from "../../lib/tuning/trainer.ts";
 import { readJsonIfExists } from "../../lib/util/atomic.ts";
-import { GOLDEN, tinyWorld } from "./fixture.ts";
+import { bitwiseEqual, GOLDEN, smallBatch, tinyWorld } from "./fixture.ts";
 
 await initBackend();
 
 const ck = await loadCheckpoint(GOLDEN, { numLabels: 2, seed: 1, quiet: true });
-const rows = [
-  {
-    inputIds: [2, 17, 42, 9, 3, 55, 71, 3],
-    tokenTypeIds: [0, 0, 0, 0, 0, 1, 1, 1],
-    attentionMask: [1, 1, 1, 1, 1, 1, 1, 1],
-  },
-  { inputIds: [2, 88, 5, 63, 3], tokenTypeIds: [0, 0, 0, 0, 0], attentionMask: [1, 1, 1, 1, 1] },
-  { inputIds: [2, 31, 3, 12, 3], tokenTypeIds: [0, 0, 0, 1, 1], attentionMask: [1, 1, 1, 1, 1] },
-];
-const batch = batchFromEncoded(rows);
-function bitwiseEqual(a: Float32Array, b: Float32Array): boolean {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
-    Buffer.from(b.buffer, b.byteOffset, b.byteLength),
-  );
-}
+const { batch } = smallBatch();
 
 const names = [...parameterShapes(ck.config, 2).keys()];
 
