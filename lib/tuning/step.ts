@@ -39,6 +39,8 @@ export class StepRunner {
   #clip: number;
   #microBatch: number;
   #nameOf = new Map<string, string>();
+  /** Gradient accumulation buffers, made once: a fresh 440 MB array per bert-base step costs page faults. */
+  #into?: Map<string, Float32Array>;
 
   constructor(
     model: BertClassifier,
@@ -141,7 +143,8 @@ export class StepRunner {
     if (this.#microBatch > 0 && this.#microBatch < batch.batchSize) {
       // Gradient accumulation over micro-batches (lib/parallel/grads.ts), then back into tensors.
       const names = variables.map((v) => this.#nameOf.get(v.name) ?? v.name);
-      const r = computeGrads(model, batch, labels, names, seed, true, this.#microBatch);
+      this.#into ??= new Map(names.map((name, i) => [name, new Float32Array(variables[i].size)]));
+      const r = computeGrads(model, batch, labels, names, seed, true, this.#microBatch, this.#into);
       names.forEach((name, i) => named.set(name, tf.tensor(r.grads.get(name)!, variables[i].shape)));
       return { value: tf.scalar(r.loss), named };
     }
