@@ -215,7 +215,10 @@ export async function runFisher(config: FisherConfig): Promise<FisherRun> {
     seconds,
   };
   if (c.out) {
-    await writeSafetensors(c.out, fisher, { normtune: JSON.stringify({ kind: "fisher", ...summary }) });
+    // The file says how it was computed, but not how long that took: the same inputs give the same bytes
+    // (a cell's artefact is compared by checksum across machines).
+    const { seconds: _, ...how } = summary;
+    await writeSafetensors(c.out, fisher, { normtune: JSON.stringify({ kind: "fisher", ...how }) });
   }
   const records = aggregateFisher(fisher);
   return { fisher, records, ranking: rankComponentsByFisher(records), summary };

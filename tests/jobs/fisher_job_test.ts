@@ -63,6 +63,21 @@ Deno.test("runFisher does not pad, and padding to max length would give the same
     assert.equal(meta.kind, "fisher");
     assert.equal(meta.N, 12);
     for (const [name, t] of r.fisher) assert.deepEqual(written.tensors.get(name)!.data, t.data, name);
+    // The same configuration again writes the same bytes (no timing in the file).
+    assert.equal(meta.seconds, undefined);
+    const again = join(dir, "again.safetensors");
+    await runFisher({
+      model: sharedModel(),
+      task: "SST-2",
+      examples: 12,
+      seed: 3,
+      maxLen: 128,
+      params: "layernorm",
+      glueDir: sharedGlue(),
+      backend: "cpu",
+      out: again,
+    });
+    assert.deepEqual(await Deno.readFile(again), await Deno.readFile(out));
   } finally {
     await cleanup();
   }
