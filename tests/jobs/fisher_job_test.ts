@@ -7,29 +7,32 @@ import { readSafetensorsWithMetadata } from "../../lib/bert/safetensors.ts";
 import { WordPieceTokenizer } from "../../lib/bert/tokenizer.ts";
 import { computeFisher } from "../../lib/analysis/fisher_information.ts";
 import { getTask, loadSplit } from "../../lib/glue/mod.ts";
-import { fisherConfig, runFisher } from "../../lib/jobs/fisher_job.ts";
+import { type FisherConfig, fisherConfig, runFisher } from "../../lib/jobs/fisher_job.ts";
 import { initBackend } from "../../lib/tf.ts";
 import { sharedGlue, sharedModel, tempDir } from "../env.ts";
 
 // The CLI padded every example to --max-len, the study's cells did not. Padding cannot change a score
 // (computeFisher cuts each example to its last attended position), so the one Fisher job does not pad;
 // this test holds both halves: the job's scores equal those of inputs padded to max length, bitwise.
+/** 12 SST-2 examples (short sentences: padding to 128 tokens is real padding), LayerNorm Fisher on cpu. */
+const config = (out: string): FisherConfig => ({
+  model: sharedModel(),
+  task: "SST-2",
+  examples: 12,
+  seed: 3,
+  maxLen: 128,
+  params: "layernorm",
+  glueDir: sharedGlue(),
+  backend: "cpu",
+  out,
+});
+
 Deno.test("runFisher does not pad, and padding to max length would give the same scores bitwise", async () => {
   await initBackend("cpu");
   const [dir, cleanup] = await tempDir();
   try {
     const out = join(dir, "sst2.safetensors");
-    const r = await runFisher({
-      model: sharedModel(),
-      task: "SST-2",
-      examples: 12,
-      seed: 3,
-      maxLen: 128,
-      params: "layernorm",
-      glueDir: sharedGlue(),
-      backend: "cpu",
-      out,
-    });
+    const r = await runFisher(config(out));
     assert.equal(r.summary.N, 12);
     assert.equal(r.summary.state, "pretrained");
 
@@ -66,17 +69,7 @@ Deno.test("runFisher does not pad, and padding to max length would give the same
     // The same configuration again writes the same bytes (no timing in the file).
     assert.equal(meta.seconds, undefined);
     const again = join(dir, "again.safetensors");
-    await runFisher({
-      model: sharedModel(),
-      task: "SST-2",
-      examples: 12,
-      seed: 3,
-      maxLen: 128,
-      params: "layernorm",
-      glueDir: sharedGlue(),
-      backend: "cpu",
-      out: again,
-    });
+    await runFisher(config(again));
     assert.deepEqual(await Deno.readFile(again), await Deno.readFile(out));
   } finally {
     await cleanup();
