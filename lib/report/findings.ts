@@ -58,7 +58,7 @@
 import { BERT_BASE, parseConfig } from "../bert/config.ts";
 import { isBias, isLayerNorm, parameterShapes } from "../bert/names.ts";
 import { elementCount } from "../util/shape.ts";
-import { CONTROL_NAMES, PROFILES } from "../experiments/profiles.ts";
+import { PROFILES } from "../experiments/profiles.ts";
 import {
   changeByTask,
   closestK,
