@@ -21,6 +21,7 @@
  * Overrides: `NORMTUNE_MODEL` (or `--model`) replaces the profile's model; `GLUE_DIR` and
  * `NORMTUNE_MODELS_DIR` say where data and models are (lib/util/paths.ts).
  */
+import type { Hyperparameters } from "../tuning/hyperparameters.ts";
 import type { TaskName } from "../glue/tasks.ts";
 
 export type ProfileName = "smoke" | "cpu" | "paper";
@@ -57,13 +58,13 @@ export const CONTROL_NAMES = Object.keys(CONTROLS) as ControlName[];
  */
 export type TrainClass = MainMode | "mask" | "head" | "head-pooler";
 
-export interface TrainSettings {
-  maxLen: number;
-  batchSize: number;
-  evalBatchSize: number;
-  warmup: number;
-  weightDecay: number;
-  clip: number;
+/**
+ * A profile's training settings: the hyperparameters that are the same for every cell (their meaning and
+ * checks are lib/tuning/hyperparameters.ts's), and those that vary by task or training class.
+ */
+export interface TrainSettings
+  extends
+    Pick<Hyperparameters, "maxLen" | "batchSize" | "evalBatchSize" | "warmup" | "weightDecay" | "clip"> {
   /** Train subset: one size for every task, or per task (missing: the whole split). */
   maxTrain: number | Partial<Record<TaskName, number>>;
   /** Dev subset for every task (undefined: the whole split). */
