@@ -8,8 +8,9 @@
  * - `tensorflow`: native libtensorflow through `@tensorflow/tfjs-node-gpu`, else `@tensorflow/tfjs-node`.
  *   Optional: installing them downloads libtensorflow, so a plain install never pulls them in.
  * - `webgpu`: `@tensorflow/tfjs-backend-webgpu` on Deno's built-in WebGPU (Vulkan, Metal, D3D12). `auto`
- *   takes it only on a hardware adapter: a software one (llvmpipe, lavapipe, SwiftShader) is slower than
- *   wasm. Asked for by name it runs on any adapter (CI tests it on llvmpipe). Imported only when tried.
+ *   never takes a software adapter (llvmpipe, lavapipe, SwiftShader: slower than wasm), and takes a GPU
+ *   only once training reads asynchronously (`WEBGPU_TRAINS`, lib/backend/webgpu.ts). Asked for by name
+ *   it runs on any adapter (CI tests it on llvmpipe). Imported only when tried.
  * - `wasm`: `@tensorflow/tfjs-backend-wasm` (SIMD), works everywhere Deno runs.
  * - `cpu`: the pure-JavaScript reference backend; slow, but every op exists and is exact.
  *
@@ -22,7 +23,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
 import { setThreadsCount, setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import { installBackend } from "./backend/install.ts";
-import { findAdapter } from "./backend/webgpu.ts";
+import { autoTakesWebgpu, findAdapter } from "./backend/webgpu.ts";
 
 export { tf };
 
@@ -89,8 +90,9 @@ async function tryWebgpu(explicit: boolean): Promise<{ label?: string; note: str
   const found = await findAdapter();
   if (!found) return { note: "no WebGPU adapter" };
   const kind = found.software ? "software" : "hardware";
-  if (found.software && !explicit) {
-    return { note: `WebGPU adapter "${found.name}" skipped: a software adapter is slower than wasm` };
+  if (!explicit) {
+    const { take, note } = autoTakesWebgpu(found);
+    if (!take) return { note };
   }
   // Imported only now: it registers its kernels and a backend factory, which nothing else needs.
   await import("@tensorflow/tfjs-backend-webgpu");

@@ -35,6 +35,36 @@ export function adapterName(info: AdapterInfoLike): string {
   return parts.length > 0 ? parts.join(" ") : "unnamed adapter";
 }
 
+/**
+ * Whether `auto` takes webgpu: never on a software adapter (slower than wasm); on a GPU only once
+ * training and evaluation read tensors asynchronously. `WEBGPU_TRAINS` says whether they do.
+ */
+export function autoTakesWebgpu(
+  found: FoundAdapter,
+  trains = WEBGPU_TRAINS,
+): { take: boolean; note: string } {
+  const named = `WebGPU adapter "${found.name}"`;
+  if (found.software) {
+    return { take: false, note: `${named} skipped: a software adapter is slower than wasm` };
+  }
+  if (!trains) {
+    return {
+      take: false,
+      note: `${named} (hardware) not taken by auto yet: the trainer and evaluation read tensors ` +
+        `synchronously, which Deno's WebGPU cannot (docs/gpu.md); --backend webgpu runs the model, ` +
+        `its gradients and the Fisher`,
+    };
+  }
+  return { take: true, note: "" };
+}
+
+/**
+ * False until the training step, evaluation and state saving read tensors with `await data()`: they
+ * use `dataSync()`, which webgpu cannot do under Deno (see `guardWebgpuReadSync`), so `auto` on a GPU
+ * would stop at the first step. Flip it (and `autoTakesWebgpu`'s test) when they are async.
+ */
+export const WEBGPU_TRAINS = false;
+
 export interface FoundAdapter {
   name: string;
   software: boolean;
