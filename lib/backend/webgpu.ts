@@ -99,7 +99,15 @@ export async function findAdapter(): Promise<FoundAdapter | undefined> {
   }
   if (!adapter) return undefined;
   // Deno puts isFallbackAdapter on the info (newer spec); older implementations on the adapter.
-  const info = adapter.info as unknown as AdapterInfoLike;
+  // Copied into a plain object: GPUAdapterInfo's fields are getters, which JSON.stringify does not see.
+  const raw = adapter.info as unknown as AdapterInfoLike;
+  const info: AdapterInfoLike = {
+    vendor: raw.vendor,
+    architecture: raw.architecture,
+    device: raw.device,
+    description: raw.description,
+    isFallbackAdapter: raw.isFallbackAdapter,
+  };
   const fallback = (adapter as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter === true;
   return { name: adapterName(info), software: isSoftwareAdapter(info, fallback), info };
 }
