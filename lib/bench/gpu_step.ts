@@ -1,9 +1,9 @@
 /**
- * Benchmark cases for webgpu. The wasm/cpu cases (step.ts, matmul.ts) read results with `dataSync()`,
+ * Benchmark cases for webgpu. The wasm/cpu cases (cases.ts, matmul.ts) read results with `dataSync()`,
  * which webgpu cannot do under Deno, and time synchronously, which on a GPU measures only the recording
- * of the work. These time each step up to an `await` of its loss, which returns once the GPU has run
- * everything queued before it (the update included). Kept apart so that porting onto another step
- * benchmark is one call per case.
+ * of the work. The trainer's StepRunner (what cases.ts times) reads synchronously too (gradient norm,
+ * non-finite check), so these run their own step (no clipping) and time it up to an `await` of its
+ * loss, which returns once the GPU has run everything queued before it (the update included).
  *
  * ```ts
  * const peak = await matMulPeakAsync([4096, 768, 3072]);
@@ -18,7 +18,7 @@ import { AdamW } from "../tuning/optimizer.ts";
 import { randomBatch, randomTensors } from "./inputs.ts";
 import type { MatMulRow } from "./matmul.ts";
 import { type BenchMode, NUM_LABELS, shapeConfig, stepFlops } from "./shapes.ts";
-import type { CaseOptions, CaseResult } from "./step.ts";
+import type { CaseOptions, CaseResult } from "./cases.ts";
 import { measureAsync } from "./timing.ts";
 
 const LR = 1e-4;

@@ -7,8 +7,8 @@
  * const { batch, labels } = randomBatch(32, 128, 0);
  * ```
  */
+import type { Batch } from "../bert/batch.ts";
 import type { BertConfig } from "../bert/config.ts";
-import type { Batch } from "../bert/model.ts";
 import { isLayerNorm, parameterShapes } from "../bert/names.ts";
 import { elementCount } from "../util/shape.ts";
 import type { TensorMap } from "../bert/safetensors.ts";

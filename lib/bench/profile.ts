@@ -42,10 +42,13 @@ const CONTAINERS = new Set(["unnamed scope"]);
 export type Clock = "cpu" | "wall";
 
 /**
- * Profiles one call of `fn`. With `clock` "cpu" (default) every kernel is timed in CPU seconds of this
+ * Profiles one call of `fn` (awaited when it is asynchronous). With `clock` "cpu" (default) every kernel is timed in CPU seconds of this
  * process, which other work on a shared machine disturbs far less than wall time.
  */
-export async function profileKernels(fn: () => void, clock: Clock = "cpu"): Promise<KernelProfile> {
+export async function profileKernels(
+  fn: () => void | Promise<void>,
+  clock: Clock = "cpu",
+): Promise<KernelProfile> {
   // deno-lint-ignore no-explicit-any
   const backend = tf.backend() as any;
   const ownTime = backend.time;
@@ -60,8 +63,8 @@ export async function profileKernels(fn: () => void, clock: Clock = "cpu"): Prom
   const t0 = now();
   let info: Awaited<ReturnType<typeof tf.profile>>;
   try {
-    info = await tf.profile(() => {
-      fn();
+    info = await tf.profile(async () => {
+      await fn();
     });
   } finally {
     backend.time = ownTime;

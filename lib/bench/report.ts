@@ -7,7 +7,7 @@
  */
 import type { MatMulRow } from "./matmul.ts";
 import type { KernelRow } from "./profile.ts";
-import type { CaseResult } from "./step.ts";
+import type { CaseResult } from "./cases.ts";
 import type { TorchResult } from "./torch.ts";
 
 export interface TorchFigures {

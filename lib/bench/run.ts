@@ -13,7 +13,7 @@ import { benchTrainStepAsync, matMulPeakAsync } from "./gpu_step.ts";
 import { benchMatMulForms, type MatMulRow } from "./matmul.ts";
 import { type BenchReport, formatCases, type ReportCase, type ShapeReport, toReportCase } from "./report.ts";
 import { type BenchMode, type BenchShape, getShape, largestProduct, type ShapeName } from "./shapes.ts";
-import { benchEval, benchFisherLayerNorm, benchTrainStep, type CaseResult } from "./step.ts";
+import { benchEval, benchFisherLayerNorm, benchTrainStep, type CaseResult } from "./cases.ts";
 import { runTorchStep, torchScript } from "./torch.ts";
 
 export interface BenchOptions {

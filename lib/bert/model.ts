@@ -15,6 +15,7 @@
  * ```
  */
 import { tf } from "../tf.ts";
+import type { Batch } from "./batch.ts";
 import type { BertConfig } from "./config.ts";
 import {
   CLASSIFIER,
@@ -30,15 +31,6 @@ import { elementCount } from "../util/shape.ts";
 import type { TensorMap } from "./safetensors.ts";
 import { additiveMask, attention, dense, dropout, embedding, gelu, layerNorm } from "./ops.ts";
 
-/** Model inputs, row-major [batchSize, seqLen]. */
-export interface Batch {
-  inputIds: Int32Array;
-  tokenTypeIds: Int32Array;
-  attentionMask: Int32Array;
-  batchSize: number;
-  seqLen: number;
-}
-
 export interface ForwardOptions {
   /** Apply dropout (default false). */
   training?: boolean;
@@ -49,46 +41,6 @@ export interface ForwardOptions {
    * weights) may be [batch, ...shape]: one copy per example, whose gradient is that example's own.
    */
   overrides?: Map<string, tf.Tensor>;
-}
-
-export interface EncodedRow {
-  inputIds: number[];
-  tokenTypeIds: number[];
-  attentionMask: number[];
-}
-
-/** Stacks encoded rows into a batch, padding each to the longest row (or to `seqLen`) with zeros. */
-export function batchFromEncoded(rows: EncodedRow[], seqLen?: number): Batch {
-  if (rows.length === 0) throw new Error("batchFromEncoded: no rows");
-  const longest = Math.max(...rows.map((r) => r.inputIds.length));
-  const seq = seqLen ?? longest;
-  if (!Number.isInteger(seq) || seq < 1) throw new Error(`batchFromEncoded: seqLen must be >= 1, got ${seq}`);
-  const n = rows.length * seq;
-  const batch: Batch = {
-    inputIds: new Int32Array(n),
-    tokenTypeIds: new Int32Array(n),
-    attentionMask: new Int32Array(n),
-    batchSize: rows.length,
-    seqLen: seq,
-  };
-  rows.forEach((r, i) => {
-    const len = r.inputIds.length;
-    if (r.tokenTypeIds.length !== len || r.attentionMask.length !== len) {
-      throw new Error(
-        `row ${i}: input_ids has ${len} entries but token_type_ids ${r.tokenTypeIds.length} and ` +
-          `attention_mask ${r.attentionMask.length}; they must be equally long`,
-      );
-    }
-    if (len > seq) {
-      throw new Error(
-        `row ${i} has ${len} tokens, more than seqLen ${seq}: encode with a smaller max length`,
-      );
-    }
-    batch.inputIds.set(r.inputIds, i * seq);
-    batch.tokenTypeIds.set(r.tokenTypeIds, i * seq);
-    batch.attentionMask.set(r.attentionMask, i * seq);
-  });
-  return batch;
 }
 
 export class BertClassifier {

@@ -13,61 +13,43 @@
  * Run again with the same arguments, it resumes from the last saved state (or, once finished, prints the
  * saved result); `--fresh` starts over.
  */
-import { INIT_NAMES, type InitName } from "../bert/init.ts";
-import { join } from "node:path";
-import { maxLenProblem, readConfig } from "../bert/config.ts";
-import { type BackendName, BACKENDS } from "../tf.ts";
+import { INIT_NAMES } from "../bert/init.ts";
+import {
+  HYPERPARAMETER_NAMES,
+  type HyperparameterOptions,
+  HYPERPARAMETERS,
+} from "../tuning/hyperparameters.ts";
 import { describeCounts, MODE_NAMES } from "../tuning/modes.ts";
 import { finetune, type RunResult } from "../tuning/trainer.ts";
 import { modelDir } from "../util/paths.ts";
-import { type Flags, parseFlags, UsageError } from "./flags.ts";
+import { backendFlag, type Flags, type FlagSpec, maxLenFlag, parseFlags, UsageError } from "./flags.ts";
 
 const SPEC = {
   model: "string",
   task: "string",
   mode: "string",
   mask: "string",
-  init: "string",
-  lr: "number",
-  epochs: "number",
-  "batch-size": "number",
-  "max-len": "number",
-  seed: "number",
+  // Every hyperparameter's flag (lib/tuning/hyperparameters.ts lists them).
+  ...Object.fromEntries(
+    HYPERPARAMETER_NAMES.map((name) => [HYPERPARAMETERS[name].flag, HYPERPARAMETERS[name].kind]),
+  ),
   out: "string",
-  "max-train": "number",
-  "max-dev": "number",
-  warmup: "number",
-  "weight-decay": "number",
-  clip: "number",
-  "eval-batch-size": "number",
-  "micro-batch": "number",
-  workers: "number",
   "save-every": "number",
   "save-model": "boolean",
   fresh: "boolean",
   backend: "string",
   "glue-dir": "string",
   quiet: "boolean",
-} as const;
+} as FlagSpec;
 
-/** Reads `--backend`, checking the name. */
-export function backendFlag(value: string | undefined): BackendName | undefined {
-  if (value === undefined) return undefined;
-  if (!(BACKENDS as readonly string[]).includes(value)) {
-    throw new UsageError(`--backend ${value} is not a backend; use one of ${BACKENDS.join(", ")}`);
+/** The hyperparameters given as flags (unset ones are left to the trainer's defaults). */
+function hyperparameterFlags(f: Flags): HyperparameterOptions {
+  const out: Record<string, unknown> = {};
+  for (const name of HYPERPARAMETER_NAMES) {
+    const { flag, kind } = HYPERPARAMETERS[name];
+    out[name] = kind === "number" ? f.optionalNumber(flag) : f.optionalString(flag);
   }
-  return value as BackendName;
-}
-
-/**
- * Reads `--max-len` (default `fallback`), checked against the model's config.json: a length the model
- * has no position embeddings for is a usage error now, not a crash at the first long batch.
- */
-export async function maxLenFlag(f: Flags, model: string, fallback = 128): Promise<number> {
-  const maxLen = f.number("max-len", fallback);
-  const problem = maxLenProblem(maxLen, await readConfig(join(model, "config.json")));
-  if (problem) throw new UsageError(`--max-len ${problem} (${model})`);
-  return maxLen;
+  return out as HyperparameterOptions;
 }
 
 export async function run(args: string[]): Promise<void> {
@@ -82,25 +64,13 @@ export async function run(args: string[]): Promise<void> {
   }
   const maxLen = f.has("max-len") ? await maxLenFlag(f, modelDir(f.string("model"))) : undefined;
   const result = await finetune({
+    ...hyperparameterFlags(f),
+    maxLen,
     model: f.string("model"),
     task: f.string("task"),
     mode,
     mask: f.optionalString("mask"),
-    init: init as InitName | undefined,
-    lr: f.optionalNumber("lr"),
-    epochs: f.optionalNumber("epochs"),
-    batchSize: f.optionalNumber("batch-size"),
-    maxLen,
-    seed: f.optionalNumber("seed"),
     out: f.string("out"),
-    maxTrain: f.optionalNumber("max-train"),
-    maxDev: f.optionalNumber("max-dev"),
-    warmup: f.optionalNumber("warmup"),
-    weightDecay: f.optionalNumber("weight-decay"),
-    clip: f.optionalNumber("clip"),
-    evalBatchSize: f.optionalNumber("eval-batch-size"),
-    microBatch: f.optionalNumber("micro-batch"),
-    workers: f.optionalNumber("workers"),
     saveEvery: f.optionalNumber("save-every"),
     saveModel: f.bool("save-model"),
     fresh: f.bool("fresh"),

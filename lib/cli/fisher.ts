@@ -1,5 +1,5 @@
 /**
- * `normtune fisher`: empirical Fisher information per parameter element (lib/analysis/fisher.ts), written
+ * `normtune fisher`: empirical Fisher information per parameter element (lib/jobs/fisher_job.ts), written
  * as FILE.safetensors (one tensor per scored parameter, HF names) plus FILE.json beside it: the records per
  * component x layer x kind, the rankings, the model state and how it was computed.
  *
@@ -15,65 +15,12 @@
  * first N lines, each `{input_ids, token_type_ids, attention_mask, label}` as `forward` reads them, so the
  * numbers can be compared with another tool's on exactly the same examples and head.
  */
-import { loadCheckpoint } from "../bert/checkpoint.ts";
-import { batchFromEncoded, BertClassifier } from "../bert/model.ts";
-import { readSafetensors, writeSafetensors } from "../bert/safetensors.ts";
-import { WordPieceTokenizer } from "../bert/tokenizer.ts";
-import { getTask, loadSplit } from "../glue/mod.ts";
-import { type BackendName, BACKENDS, initBackend } from "../tf.ts";
-import { loadWithDelta } from "../tuning/delta.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";
+import { rankComponentsByFisher } from "../analysis/fisher_information.ts";
+import { FISHER_PARAMS, runFisher } from "../jobs/fisher_job.ts";
+import type { FisherParams } from "../analysis/fisher_information.ts";
+import { backendFlag, maxLenFlag, parseFlags, UsageError } from "./flags.ts";
 import { modelDir } from "../util/paths.ts";
-import {
-  aggregateFisher,
-  computeFisher,
-  type FisherParams,
-  type LabeledBatch,
-  rankComponentsByFisher,
-} from "../analysis/fisher.ts";
-import { maxLenFlag } from "./finetune.ts";
-import { parseFlags, UsageError } from "./flags.ts";
-
-interface Row {
-  inputIds: number[];
-  tokenTypeIds: number[];
-  attentionMask: number[];
-}
-
-/** Reads `--inputs` lines: encoded rows with a label. */
-async function readInputs(path: string, max: number): Promise<{ rows: Row[]; labels: number[] }> {
-  const text = await Deno.readTextFile(path).catch((err) => {
-    throw new Error(`${path}: cannot read (${(err as Error).message})`);
-  });
-  const rows: Row[] = [], labels: number[] = [];
-  const lines = text.split("\n");
-  for (let i = 0; i < lines.length && rows.length < max; i++) {
-    if (lines[i].trim() === "") continue;
-    let v: Record<string, unknown>;
-    try {
-      v = JSON.parse(lines[i]);
-    } catch (err) {
-      throw new Error(`${path}:${i + 1}: not JSON (${(err as Error).message})`);
-    }
-    const ids = v.input_ids, types = v.token_type_ids ?? (Array.isArray(ids) ? ids.map(() => 0) : undefined);
-    const mask = v.attention_mask ?? (Array.isArray(ids) ? ids.map(() => 1) : undefined);
-    const isInts = (a: unknown): a is number[] =>
-      Array.isArray(a) && a.length === (ids as unknown[]).length && a.every(Number.isInteger);
-    if (
-      !Array.isArray(ids) || !isInts(ids) || !isInts(types) || !isInts(mask) || typeof v.label !== "number"
-    ) {
-      throw new Error(
-        `${path}:${
-          i + 1
-        }: expected {"input_ids": int[], "token_type_ids"?: int[], "attention_mask"?: int[], ` +
-          `"label": number} with arrays of equal length`,
-      );
-    }
-    rows.push({ inputIds: ids, tokenTypeIds: types, attentionMask: mask });
-    labels.push(v.label);
-  }
-  return { rows, labels };
-}
 
 export async function run(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
@@ -94,13 +41,14 @@ export async function run(args: string[]): Promise<void> {
     "glue-dir": "string",
     backend: "string",
   }, ["model", "out"]);
+  // Usage errors name the flag; the configuration's own checks (lib/jobs/fisher_job.ts) cover the rest.
   const params = flags.string("params", "layernorm") as FisherParams;
-  if (!["all", "layernorm", "elementwise"].includes(params)) {
+  if (!FISHER_PARAMS.includes(params)) {
     throw new UsageError(`--params must be all, layernorm or elementwise, got "${params}"`);
   }
-  const labelsMode = flags.string("labels", "true");
-  if (labelsMode !== "true" && labelsMode !== "sampled") {
-    throw new UsageError(`--labels must be true or sampled, got "${labelsMode}"`);
+  const labels = flags.string("labels", "true");
+  if (labels !== "true" && labels !== "sampled") {
+    throw new UsageError(`--labels must be true or sampled, got "${labels}"`);
   }
   if (flags.has("task") === flags.has("inputs")) {
     throw new UsageError("give exactly one of --task NAME or --inputs FILE");
@@ -108,119 +56,63 @@ export async function run(args: string[]): Promise<void> {
   if (flags.has("delta") && flags.has("head")) {
     throw new UsageError("--head and --delta exclude each other (a delta has its head)");
   }
-  const seed = flags.number("seed", 0);
-  const wanted = flags.optionalNumber("examples");
-  if (wanted !== undefined && (!Number.isInteger(wanted) || wanted < 1)) {
-    throw new UsageError(`--examples must be a positive integer, got ${wanted}`);
+  const examples = flags.optionalNumber("examples");
+  if (examples !== undefined && (!Number.isInteger(examples) || examples < 1)) {
+    throw new UsageError(`--examples must be a positive integer, got ${examples}`);
+  }
+  if (flags.has("task") && examples === undefined) {
+    throw new UsageError("--examples N is required with --task");
   }
   const out = flags.string("out");
   if (!out.endsWith(".safetensors")) throw new UsageError(`--out must end in .safetensors, got ${out}`);
-  const backendWish = flags.string("backend", Deno.env.get("NORMTUNE_BACKEND") ?? "auto") as BackendName;
-  if (!BACKENDS.includes(backendWish)) {
-    throw new UsageError(`--backend must be one of ${BACKENDS.join(", ")}`);
-  }
-  const backend = await initBackend(backendWish);
-
-  const dir = modelDir(flags.string("model"));
-  const task = flags.has("task") ? getTask(flags.string("task")) : undefined;
+  const model = flags.string("model");
   // With --inputs the rows come encoded: --max-len is then only recorded.
-  const maxLen = task ? await maxLenFlag(flags, dir) : flags.number("max-len", 128);
-  const split = flags.string("split", "train");
-
-  // The examples.
-  let rows: Row[], labels: number[];
-  if (task) {
-    if (wanted === undefined) throw new UsageError("--examples N is required with --task");
-    const { examples } = await loadSplit(task, split, {
-      glueDir: flags.optionalString("glue-dir"),
-      maxExamples: wanted,
-      seed,
-    });
-    const tok = await WordPieceTokenizer.fromModelDir(dir);
-    rows = examples.map((e) => tok.encode(e.textA, e.textB, { maxLen, pad: true }));
-    labels = examples.map((e) => e.label);
-  } else {
-    ({ rows, labels } = await readInputs(flags.string("inputs"), wanted ?? Infinity));
+  const maxLen = flags.has("task") ? await maxLenFlag(flags, modelDir(model)) : flags.number("max-len", 128);
+  if (!flags.has("delta") && !flags.has("task") && !flags.has("num-labels")) {
+    throw new UsageError("--num-labels K is required with --inputs");
   }
-  const n = rows.length;
-  if (wanted !== undefined && n < wanted) {
-    throw new Error(`asked for --examples ${wanted} but only ${n} are available`);
-  }
-
-  // The model state.
-  let state: "pretrained" | "fine-tuned";
-  let ck;
-  if (flags.has("delta")) {
-    ck = await loadWithDelta(dir, flags.string("delta"));
-    state = "fine-tuned";
-  } else {
-    const numLabels = flags.optionalNumber("num-labels") ?? task?.numLabels;
-    if (numLabels === undefined) throw new UsageError("--num-labels K is required with --inputs");
-    const head = flags.has("head") ? await readSafetensors(flags.string("head")) : undefined;
-    ck = await loadCheckpoint(dir, { numLabels, seed, head, quiet: true });
-    state = "pretrained";
-  }
-  if (task && ck.numLabels !== task.numLabels) {
-    throw new Error(`the model has ${ck.numLabels} labels but ${task.name} has ${task.numLabels}`);
-  }
-  const model = new BertClassifier(ck.config, ck.numLabels, ck.tensors);
-
-  const seqLen = Math.max(...rows.map((r) => r.inputIds.length));
-  const batches: LabeledBatch[] = [{ batch: batchFromEncoded(rows, seqLen), labels }];
-  const started = performance.now();
   let lastPrint = 0;
-  const fisher = await computeFisher(model, batches, {
+  const r = await runFisher({
+    model,
+    delta: flags.optionalString("delta"),
+    head: flags.optionalString("head"),
+    numLabels: flags.optionalNumber("num-labels"),
+    task: flags.optionalString("task"),
+    split: flags.optionalString("split"),
+    glueDir: flags.optionalString("glue-dir"),
+    inputs: flags.optionalString("inputs"),
+    examples,
     params,
-    examples: n,
-    seed,
-    batchSize: flags.number("batch-size", 8),
-    labels: labelsMode,
-    onProgress: (done, total) => {
+    labels,
+    seed: flags.optionalNumber("seed"),
+    maxLen,
+    batchSize: flags.optionalNumber("batch-size"),
+    backend: backendFlag(flags.optionalString("backend")),
+    out,
+    onProgress: (done, total, seconds) => {
       const now = performance.now();
       if (now - lastPrint > 5000 || done === total) {
-        console.error(`fisher: ${done}/${total} examples, ${((now - started) / 1000).toFixed(1)} s`);
+        console.error(`fisher: ${done}/${total} examples, ${seconds.toFixed(1)} s`);
         lastPrint = now;
       }
     },
   });
-  const seconds = (performance.now() - started) / 1000;
-  model.dispose();
-
-  const records = aggregateFisher(fisher);
-  const summary = {
-    model: dir,
-    ...(flags.has("delta") ? { delta: flags.string("delta") } : {}),
-    head: flags.has("delta") ? "delta" : flags.has("head") ? flags.string("head") : `fresh (seed ${seed})`,
-    state,
-    task: task?.name ?? null,
-    split: task ? split : null,
-    inputs: flags.optionalString("inputs") ?? null,
-    N: n,
-    seed,
-    params,
-    labels: labelsMode,
-    maxLen: task ? maxLen : null,
-    numLabels: ck.numLabels,
-    backend,
-    seconds,
-  };
-  await writeSafetensors(out, fisher, { normtune: JSON.stringify({ kind: "fisher", ...summary }) });
+  const s = r.summary;
   const jsonPath = out.replace(/\.safetensors$/, ".json");
-  const ranking = rankComponentsByFisher(records);
   await writeJsonAtomic(jsonPath, {
-    ...summary,
-    records,
-    ranking,
-    rankingByKind: rankComponentsByFisher(records, { by: "component+kind" }),
-    rankingByGroup: rankComponentsByFisher(records, { by: "group" }),
+    ...s,
+    records: r.records,
+    ranking: r.ranking,
+    rankingByKind: rankComponentsByFisher(r.records, { by: "component+kind" }),
+    rankingByGroup: rankComponentsByFisher(r.records, { by: "group" }),
   });
   console.log(
-    `${out} (+ ${jsonPath}): ${state} model, ${task?.name ?? "inputs"}, N ${n}, ${seconds.toFixed(1)} s`,
+    `${out} (+ ${jsonPath}): ${s.state} model, ${s.task ?? "inputs"}, N ${s.N}, ${s.seconds.toFixed(1)} s`,
   );
   console.log("component ranking by mean Fisher per element (classifier excluded):");
-  for (const r of ranking) {
+  for (const x of r.ranking) {
     console.log(
-      `  ${r.component.padEnd(28)} mean ${r.mean.toExponential(3)}  max ${r.max.toExponential(3)}  n ${r.n}`,
+      `  ${x.component.padEnd(28)} mean ${x.mean.toExponential(3)}  max ${x.max.toExponential(3)}  n ${x.n}`,
     );
   }
 }

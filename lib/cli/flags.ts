@@ -9,6 +9,9 @@
  */
 import { parseArgs } from "node:util";
 import { quote } from "../util/text.ts";
+import { join } from "node:path";
+import { maxLenProblem, readConfig } from "../bert/config.ts";
+import { type BackendName, BACKENDS } from "../tf.ts";
 
 export type FlagKind = "string" | "number" | "boolean" | "strings";
 export type FlagSpec = Record<string, FlagKind>;
@@ -104,4 +107,24 @@ export async function readStdinLines(): Promise<string[]> {
   const lines = text.split("\n");
   if (lines.at(-1) === "") lines.pop();
   return lines;
+}
+
+/** Reads `--backend`, checking the name. */
+export function backendFlag(value: string | undefined): BackendName | undefined {
+  if (value === undefined) return undefined;
+  if (!(BACKENDS as readonly string[]).includes(value)) {
+    throw new UsageError(`--backend ${value} is not a backend; use one of ${BACKENDS.join(", ")}`);
+  }
+  return value as BackendName;
+}
+
+/**
+ * Reads `--max-len` (default `fallback`), checked against the model's config.json: a length the model
+ * has no position embeddings for is a usage error now, not a crash at the first long batch.
+ */
+export async function maxLenFlag(f: Flags, model: string, fallback = 128): Promise<number> {
+  const maxLen = f.number("max-len", fallback);
+  const problem = maxLenProblem(maxLen, await readConfig(join(model, "config.json")));
+  if (problem) throw new UsageError(`--max-len ${problem} (${model})`);
+  return maxLen;
 }

@@ -1,7 +1,8 @@
 /**
  * `normtune mask --fisher F1 [F2 ...] --top PCT [--union|--intersect [--trim]] [--random --seed S]
- * [--per global|module|layer] --out FILE`: a mask file (lib/tuning/masks.ts format) of the top PCT% of
- * LayerNorm elements by Fisher (files from `normtune fisher`).
+ * [--per global|module|layer] --out FILE`: a mask file (lib/tuning/mask_file.ts format) of the top PCT% of
+ * LayerNorm elements by Fisher (files from `normtune fisher`). Thin: the work is `runMask` in
+ * lib/jobs/mask_job.ts.
  *
  * - Several Fisher files need `--union` or `--intersect`: one top-k% mask per file, then combined.
  *   `--union --trim` re-trims the union to exactly k% by summed normalised Fisher.
@@ -16,19 +17,9 @@
  * deno task normtune mask --fisher a.safetensors --fisher b.safetensors --top 10 --union --out ab.safetensors
  * ```
  */
-import { readSafetensors, type TensorMap } from "../bert/safetensors.ts";
-import { writeMask } from "../tuning/masks.ts";
 import { readJsonIfExists } from "../util/atomic.ts";
-import { isLayerNorm } from "../bert/names.ts";
-import {
-  combineMasks,
-  countForPct,
-  describeMask,
-  type MaskGrouping,
-  randomMask,
-  summedNormalisedFisher,
-  topMask,
-} from "../analysis/masks.ts";
+import type { MaskGrouping } from "../analysis/mask_selection.ts";
+import { MASK_GROUPINGS, type MaskMethod, runMask } from "../jobs/mask_job.ts";
 import { parseFlags, UsageError } from "./flags.ts";
 
 export async function run(args: string[]): Promise<void> {
@@ -49,7 +40,7 @@ export async function run(args: string[]): Promise<void> {
   const pct = flags.number("top");
   if (!(pct > 0 && pct <= 100)) throw new UsageError(`--top must be a percentage in (0, 100], got ${pct}`);
   const per = flags.string("per", "global") as MaskGrouping;
-  if (!["global", "module", "layer"].includes(per)) {
+  if (!MASK_GROUPINGS.includes(per)) {
     throw new UsageError(`--per must be global, module or layer, got "${per}"`);
   }
   if (flags.bool("union") && flags.bool("intersect")) {
@@ -64,61 +55,42 @@ export async function run(args: string[]): Promise<void> {
   if (flags.bool("trim") && combine !== "union") throw new UsageError("--trim applies to --union only");
   if (flags.bool("random") && !flags.has("seed")) throw new UsageError("--random needs --seed S");
 
-  const fishers: TensorMap[] = [];
-  for (const f of files) fishers.push(await readSafetensors(f));
   // The JSON summary `normtune fisher` writes beside each file names its task.
   const tasks: (string | null)[] = [];
   for (const f of files) {
     const summary = await readJsonIfExists<{ task?: string }>(f.replace(/\.safetensors$/, "") + ".json");
     tasks.push(summary?.task ?? null);
   }
-
-  let mask: TensorMap;
-  let method: string;
-  if (flags.bool("random")) {
-    mask = randomMask(fishers[0], pct, flags.number("seed"), { per });
-    method = "random";
-  } else if (!combine || fishers.length === 1) {
-    mask = topMask(fishers[0], pct, { per });
-    method = "fisher";
-  } else if (flags.bool("trim")) {
-    // Union, then keep exactly k% by summed normalised Fisher (outside the union scores -1).
-    const union = combineMasks(fishers.map((f) => topMask(f, pct, { per })), "union");
-    const summed = summedNormalisedFisher(fishers);
-    for (const [name, t] of summed) {
-      const m = union.get(name);
-      for (let i = 0; i < t.data.length; i++) if (!m || m.data[i] === 0) t.data[i] = -1;
-    }
-    mask = topMask(summed, pct, { per });
-    method = "fisher-union-trimmed";
-  } else {
-    mask = combineMasks(fishers.map((f) => topMask(f, pct, { per })), combine);
-    method = `fisher-${combine}`;
-  }
-
-  let candidates = 0;
-  for (const [name, t] of fishers[0]) if (isLayerNorm(name)) candidates += t.data.length;
-  const d = describeMask(mask);
-  const info = {
-    method,
-    top: pct,
-    per,
-    ...(flags.bool("random") ? { seed: flags.number("seed") } : {}),
-    fisher: files,
-    tasks,
-    ...(tasks.length === 1 && tasks[0] ? { task: tasks[0] } : {}),
-    candidates,
-    target: countForPct(candidates, pct),
-    selected: d.selected,
-    share: candidates ? d.selected / candidates : 0,
-    byLayer: d.byLayer,
-    byKind: d.byKind,
-    byLnType: d.byLnType,
-  };
+  const random = flags.bool("random");
+  // One file with --union or --intersect is that file's top mask.
+  const method: MaskMethod = random ? "random" : combine && files.length > 1 ? combine : "fisher";
+  const trim = method === "union" && flags.bool("trim");
+  const label = method === "random" || method === "fisher"
+    ? method
+    : trim
+    ? "fisher-union-trimmed"
+    : `fisher-${method}`;
   const out = flags.string("out");
-  await writeMask(out, mask, info);
+  const { summary, description: d } = await runMask({
+    method,
+    pct,
+    per,
+    ...(random ? { seed: flags.number("seed") } : {}),
+    trim,
+    fisher: method === "random" ? files.slice(0, 1) : files,
+    out,
+    record: {
+      method: label,
+      top: pct,
+      per,
+      ...(random ? { seed: flags.number("seed") } : {}),
+      fisher: files,
+      tasks,
+      ...(tasks.length === 1 && tasks[0] ? { task: tasks[0] } : {}),
+    },
+  });
   console.log(
-    `${out}: ${d.selected} of ${candidates} LayerNorm elements (${method}, top ${pct}%, per ${per})`,
+    `${out}: ${summary.selected} of ${summary.candidates} LayerNorm elements (${label}, top ${pct}%, per ${per})`,
   );
   console.log(
     JSON.stringify({ byLayer: d.byLayer, byKind: d.byKind, byLnType: d.byLnType, byTensor: d.byTensor }),

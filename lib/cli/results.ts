@@ -11,7 +11,7 @@
 import { relative } from "node:path";
 import { loadResults } from "../experiments/load.ts";
 import { profileName } from "../experiments/profiles.ts";
-import { renderResultsMarkdown } from "../report/findings.ts";
+import { renderResultsMarkdown } from "../report/findings_markdown.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
 import { ROOT } from "../util/paths.ts";
 import { parseFlags, UsageError } from "./flags.ts";

@@ -4,43 +4,35 @@
  *
  * - `finetune`: lib/tuning/trainer.ts `finetune()` with the cell's runs folder as OUT (so a killed cell
  *   resumes from the trainer's state); artefact `delta.safetensors`.
- * - `fisher`: empirical Fisher of the pretrained model with a fresh head (lib/analysis/fisher.ts);
+ * - `fisher`: empirical Fisher of the pretrained model with a fresh head (lib/jobs/fisher_job.ts);
  *   artefact `fisher.safetensors`; the record holds the per component x layer x kind records and rankings.
- * - `change`: base checkpoint vs base + the full fine-tuning's delta (lib/analysis/change.ts).
+ * - `change`: base checkpoint vs base + the full fine-tuning's delta (lib/jobs/change_job.ts).
  * - `mask`: top-k% by Fisher, random of the same size, or the union of other tasks' masks
- *   (lib/analysis/masks.ts); artefact `mask.safetensors`; the record holds where the elements sit.
+ *   (lib/jobs/mask_job.ts); artefact `mask.safetensors`; the record holds where the elements sit.
+ *
+ * Each executor checks its cell's configuration (the same checks as the command line's) and maps it onto
+ * the operation's configuration: the CLI and the study run the same functions.
  *
  * ```ts
  * const runner = new Runner({ store, executors: studyExecutors({ modelDir, glueDir }) });
  * ```
  */
 import { join } from "node:path";
-import { loadCheckpoint } from "../bert/checkpoint.ts";
 import { readConfig } from "../bert/config.ts";
-import { batchFromEncoded, BertClassifier } from "../bert/model.ts";
 import { isLayerNorm, parameterShapes } from "../bert/names.ts";
-import { readSafetensors, type TensorMap, writeSafetensors } from "../bert/safetensors.ts";
-import { WordPieceTokenizer } from "../bert/tokenizer.ts";
-import { computeChange, rankComponents } from "../analysis/change.ts";
+import type { FisherParams } from "../analysis/fisher_information.ts";
+import type { MaskGrouping } from "../analysis/mask_selection.ts";
+import { runChange } from "../jobs/change_job.ts";
+import { fisherConfig, runFisher } from "../jobs/fisher_job.ts";
+import { type MaskMethod, runMask } from "../jobs/mask_job.ts";
+import { getTask } from "../glue/mod.ts";
+import type { BackendName } from "../tf.ts";
 import {
-  aggregateFisher,
-  computeFisher,
-  type FisherParams,
-  rankComponentsByFisher,
-} from "../analysis/fisher.ts";
-import {
-  combineMasks,
-  countForPct,
-  describeMask,
-  type MaskGrouping,
-  randomMask,
-  topMask,
-} from "../analysis/masks.ts";
-import { getTask, loadSplit } from "../glue/mod.ts";
-import { type BackendName, initBackend } from "../tf.ts";
-import { loadWithDelta } from "../tuning/delta.ts";
-import { readMask, writeMask } from "../tuning/masks.ts";
-import { finetune, type RunIdentity } from "../tuning/trainer.ts";
+  type Hyperparameters,
+  pickHyperparameters,
+  resolveHyperparameters,
+} from "../tuning/hyperparameters.ts";
+import { finetune } from "../tuning/trainer.ts";
 import type { CellContext, Executors } from "./runner.ts";
 
 export interface ExecEnv {
@@ -69,38 +61,76 @@ function roundAll<T>(value: T): T {
   );
 }
 
-function cfg<T>(ctx: CellContext): T {
-  return ctx.cell.config as T;
+/** A cell's configuration, with a message that names the cell when a field is wrong. */
+function configOf(ctx: CellContext): Record<string, unknown> {
+  const c = ctx.cell.config;
+  if (typeof c !== "object" || c === null) throw new Error(`cell ${ctx.cell.id}: no configuration`);
+  return c as Record<string, unknown>;
 }
 
-/** A fine-tuning cell's configuration: the trainer's run identity, less what the executor supplies. */
-type FinetuneConfig = Omit<RunIdentity, "model" | "mode" | "mask" | "maskSha256" | "backend"> & {
+function field<T>(ctx: CellContext, name: string, ok: (v: unknown) => boolean, what: string): T {
+  const v = configOf(ctx)[name];
+  if (!ok(v)) {
+    throw new Error(
+      `cell ${ctx.cell.id} (${ctx.cell.kind}): "${name}" must be ${what}, got ${JSON.stringify(v)}`,
+    );
+  }
+  return v as T;
+}
+
+const isString = (v: unknown) => typeof v === "string";
+const isNumber = (v: unknown) => typeof v === "number" && Number.isFinite(v);
+const optional = (test: (v: unknown) => boolean) => (v: unknown) => v === undefined || test(v);
+
+/** Runs a step (its promise too), naming the cell in what it throws. */
+function checked<T>(ctx: CellContext, make: () => T): T {
+  const named = (err: unknown) =>
+    new Error(`cell ${ctx.cell.id} (${ctx.cell.kind}): ${(err as Error).message}`);
+  try {
+    const r = make();
+    return (r instanceof Promise ? r.catch((err) => Promise.reject(named(err))) : r) as T;
+  } catch (err) {
+    throw named(err);
+  }
+}
+
+/**
+ * A fine-tuning cell's configuration: task, mode, the mask's spec when it trains one, and the trainer's
+ * hyperparameters (lib/tuning/hyperparameters.ts), checked by the trainer's own function.
+ */
+interface FinetuneCell {
+  task: string;
   mode: string;
   mask?: Record<string, unknown>;
-};
+  hyper: Hyperparameters;
+}
+
+function finetuneCell(ctx: CellContext): FinetuneCell {
+  const mode = field<string>(ctx, "mode", isString, "a mode name");
+  return {
+    task: field<string>(ctx, "task", isString, "a task name"),
+    mode,
+    mask: field<Record<string, unknown> | undefined>(
+      ctx,
+      "mask",
+      optional((v) => typeof v === "object" && v !== null),
+      "a mask spec",
+    ),
+    hyper: checked(ctx, () => resolveHyperparameters(pickHyperparameters(configOf(ctx)), mode)),
+  };
+}
 
 async function runFinetune(ctx: CellContext, env: ExecEnv) {
-  const c = cfg<FinetuneConfig>(ctx);
+  const c = finetuneCell(ctx);
   const maskDep = ctx.deps.mask;
   const quiet = !(env.verbose ?? isTerminal());
   const r = await finetune({
+    ...c.hyper,
     model: env.modelDir,
     task: c.task,
     mode: c.mode,
     mask: maskDep ? join(maskDep.dir, ARTEFACTS.mask) : undefined,
-    init: c.init,
-    lr: c.lr,
-    epochs: c.epochs,
-    batchSize: c.batchSize,
-    maxLen: c.maxLen,
-    seed: c.seed,
     out: ctx.dir,
-    maxTrain: c.maxTrain ?? undefined,
-    maxDev: c.maxDev ?? undefined,
-    warmup: c.warmup,
-    weightDecay: c.weightDecay,
-    clip: c.clip,
-    evalBatchSize: c.evalBatchSize,
     backend: env.backend,
     glueDir: env.glueDir,
     quiet,
@@ -112,8 +142,8 @@ async function runFinetune(ctx: CellContext, env: ExecEnv) {
     result: roundAll({
       task: task.name,
       mode: c.mode,
-      ...(c.init ? { init: c.init } : {}),
-      seed: c.seed,
+      ...(c.hyper.init ? { init: c.hyper.init } : {}),
+      seed: c.hyper.seed,
       ...(c.mask ? { mask: { ...c.mask, selected: maskResult?.selected, share: maskResult?.share } } : {}),
       metric: task.mainMetric,
       /** The main dev score of the best epoch (what tables report), and of the last epoch. */
@@ -136,139 +166,98 @@ async function runFinetune(ctx: CellContext, env: ExecEnv) {
   };
 }
 
-interface FisherConfig {
-  task: string;
-  examples: number;
-  params: FisherParams;
-  labels: "true" | "sampled";
-  seed: number;
-  maxLen: number;
-}
-
-async function runFisher(ctx: CellContext, env: ExecEnv) {
-  const c = cfg<FisherConfig>(ctx);
-  await initBackend(env.backend);
-  const task = getTask(c.task);
-  // The same examples `normtune fisher --task` takes: a seeded subset of the train split, in file order.
-  const { examples } = await loadSplit(task, "train", {
-    glueDir: env.glueDir,
-    maxExamples: c.examples,
-    seed: c.seed,
-  });
-  const tok = await WordPieceTokenizer.fromModelDir(env.modelDir);
-  const rows = examples.map((e) => tok.encode(e.textA, e.textB, { maxLen: c.maxLen }));
-  const ck = await loadCheckpoint(env.modelDir, { numLabels: task.numLabels, seed: c.seed, quiet: true });
-  const model = new BertClassifier(ck.config, ck.numLabels, ck.tensors);
-  const t0 = performance.now();
-  let fisher: TensorMap;
-  try {
-    fisher = await computeFisher(model, [{
-      batch: batchFromEncoded(rows),
-      labels: examples.map((e) => e.label),
-    }], {
-      params: c.params,
-      examples: examples.length,
-      seed: c.seed,
-      labels: c.labels,
-    });
-  } finally {
-    model.dispose();
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  await writeSafetensors(join(ctx.dir, ARTEFACTS.fisher), fisher, {
-    normtune: JSON.stringify({
-      kind: "fisher",
-      task: task.name,
-      N: examples.length,
-      params: c.params,
-      seed: c.seed,
-    }),
-  });
-  const records = aggregateFisher(fisher);
+async function runFisherCell(ctx: CellContext, env: ExecEnv) {
+  // The same examples `normtune fisher --task` takes: a seeded subset of the train split, in file order;
+  // a split smaller than N gives what it has (the profile's N is an upper bound).
+  const config = checked(ctx, () =>
+    fisherConfig({
+      model: env.modelDir,
+      task: field<string>(ctx, "task", isString, "a task name"),
+      examples: field<number>(ctx, "examples", isNumber, "a number"),
+      allowFewer: true,
+      params: field<FisherParams>(ctx, "params", isString, "all, layernorm or elementwise"),
+      labels: field<"true" | "sampled">(ctx, "labels", isString, "true or sampled"),
+      seed: field<number>(ctx, "seed", isNumber, "a number"),
+      maxLen: field<number>(ctx, "maxLen", isNumber, "a number"),
+      glueDir: env.glueDir,
+      backend: env.backend,
+      out: join(ctx.dir, ARTEFACTS.fisher),
+    }));
+  const r = await runFisher(config);
   return {
     result: roundAll({
-      task: task.name,
+      task: r.summary.task,
       state: "pretrained",
-      N: examples.length,
-      params: c.params,
-      labels: c.labels,
-      seconds,
+      N: r.summary.N,
+      params: config.params,
+      labels: config.labels,
+      seconds: r.summary.seconds,
       // Other rankings: rankComponentsByFisher(records, {...}) in the notebook.
-      records,
-      ranking: rankComponentsByFisher(records),
+      records: r.records,
+      ranking: r.ranking,
     }),
     artefacts: [ARTEFACTS.fisher],
   };
 }
 
-async function runChange(ctx: CellContext, env: ExecEnv) {
-  const c = cfg<{ task: string }>(ctx);
-  const tuned = await loadWithDelta(env.modelDir, join(ctx.deps.tuned.dir, ARTEFACTS.finetune));
-  const base = await loadCheckpoint(env.modelDir, { numLabels: tuned.numLabels, quiet: true });
-  // What the base did not hold (head, a missing pooler) was made up by the loader: measure it from zero.
-  for (const name of base.initialized) base.tensors.delete(name);
-  const records = computeChange(base.tensors, tuned.tensors);
+async function runChangeCell(ctx: CellContext, env: ExecEnv) {
+  const task = field<string>(ctx, "task", isString, "a task name");
+  const r = await runChange({ base: env.modelDir, delta: join(ctx.deps.tuned.dir, ARTEFACTS.finetune) });
   return {
     result: roundAll({
-      task: getTask(c.task).name,
+      task: getTask(task).name,
       tuned: { id: ctx.deps.tuned.cell.id, mode: "full", seed: ctx.deps.tuned.cell.config.seed },
       // Other rankings: rankComponents(records, {...}) in the notebook.
-      records,
-      ranking: rankComponents(records),
+      records: r.records,
+      ranking: r.ranking,
     }),
   };
 }
 
-interface MaskConfig {
-  method: "fisher" | "random" | "union";
-  pct: number;
-  per: MaskGrouping;
-  task?: string;
-  seed?: number;
-  heldOut?: string;
-  tasks?: string[];
-}
-
-async function runMask(ctx: CellContext, env: ExecEnv) {
-  const c = cfg<MaskConfig>(ctx);
+async function runMaskCell(ctx: CellContext, env: ExecEnv) {
+  const method = field<MaskMethod>(
+    ctx,
+    "method",
+    (v) => ["fisher", "random", "union"].includes(v as string),
+    "fisher, random or union",
+  );
+  const pct = field<number>(ctx, "pct", isNumber, "a number");
+  const per = field<MaskGrouping>(ctx, "per", isString, "global, module or layer");
+  const task = field<string | undefined>(ctx, "task", optional(isString), "a task name");
+  const seed = field<number | undefined>(ctx, "seed", optional(isNumber), "a number");
+  const heldOut = field<string | undefined>(ctx, "heldOut", optional(isString), "a task name");
+  const tasks = field<string[] | undefined>(ctx, "tasks", optional(Array.isArray), "a list of tasks");
   const config = await readConfig(join(env.modelDir, "config.json"));
   // LayerNorm shapes do not depend on the number of labels.
   const shapes = new Map([...parameterShapes(config, 2)].filter(([name]) => isLayerNorm(name)));
-  let candidates = 0;
-  for (const s of shapes.values()) candidates += s.reduce((a, b) => a * b, 1);
-  let mask: TensorMap;
-  if (c.method === "fisher") {
-    const fisher = await readSafetensors(join(ctx.deps.fisher.dir, ARTEFACTS.fisher));
-    mask = topMask(fisher, c.pct, { per: c.per });
-  } else if (c.method === "random") {
-    mask = randomMask(shapes, c.pct, c.seed ?? 0, { per: c.per });
-  } else {
-    const parts: TensorMap[] = [];
-    for (const [role, dep] of Object.entries(ctx.deps)) {
-      if (!role.startsWith("mask:")) continue;
-      parts.push((await readMask(join(dep.dir, ARTEFACTS.mask))).masks);
-    }
-    mask = combineMasks(parts, "union");
-  }
-  const d = describeMask(mask);
-  const summary = {
-    method: c.method,
-    pct: c.pct,
-    per: c.per,
-    ...(c.task ? { task: c.task } : {}),
-    ...(c.seed !== undefined ? { seed: c.seed } : {}),
-    ...(c.heldOut ? { heldOut: c.heldOut, tasks: c.tasks } : {}),
-    candidates,
-    target: countForPct(candidates, c.pct),
-    selected: d.selected,
-    share: candidates ? d.selected / candidates : 0,
-    byLayer: d.byLayer,
-    byKind: d.byKind,
-    byLnType: d.byLnType,
-    byComponent: d.byComponent,
+  const masks = Object.entries(ctx.deps).filter(([role]) => role.startsWith("mask:"))
+    .map(([, dep]) => join(dep.dir, ARTEFACTS.mask));
+  const r = await checked(ctx, () =>
+    runMask({
+      method,
+      pct,
+      per,
+      seed: method === "random" ? seed ?? 0 : undefined,
+      shapes,
+      // A missing dependency leaves the list empty: the mask's own checks then say what is missing.
+      ...(method === "fisher" && ctx.deps.fisher
+        ? { fisher: [join(ctx.deps.fisher.dir, ARTEFACTS.fisher)] }
+        : {}),
+      ...(method === "union" ? { masks } : {}),
+      out: join(ctx.dir, ARTEFACTS.mask),
+      record: {
+        method,
+        pct,
+        per,
+        ...(task ? { task } : {}),
+        ...(seed !== undefined ? { seed } : {}),
+        ...(heldOut ? { heldOut, tasks } : {}),
+      },
+    }));
+  return {
+    result: roundAll({ ...r.summary, byTensor: r.description.byTensor }),
+    artefacts: [ARTEFACTS.mask],
   };
-  await writeMask(join(ctx.dir, ARTEFACTS.mask), mask, summary);
-  return { result: roundAll({ ...summary, byTensor: d.byTensor }), artefacts: [ARTEFACTS.mask] };
 }
 
 function isTerminal(): boolean {
@@ -283,8 +272,8 @@ function isTerminal(): boolean {
 export function studyExecutors(env: ExecEnv): Executors {
   return {
     finetune: { run: (ctx) => runFinetune(ctx, env) },
-    fisher: { run: (ctx) => runFisher(ctx, env) },
-    change: { run: (ctx) => runChange(ctx, env) },
-    mask: { run: (ctx) => runMask(ctx, env) },
+    fisher: { run: (ctx) => runFisherCell(ctx, env) },
+    change: { run: (ctx) => runChangeCell(ctx, env) },
+    mask: { run: (ctx) => runMaskCell(ctx, env) },
   };
 }

@@ -20,9 +20,9 @@
  * the verdict rules (lib/report/findings.ts) never load the DataFrame library.
  */
 import { join } from "node:path";
-import type { ChangeRecord } from "../analysis/change.ts";
-import type { FisherRecord } from "../analysis/fisher.ts";
-import type { MaskDescription } from "../analysis/masks.ts";
+import type { ChangeRecord } from "../analysis/weight_change.ts";
+import type { FisherRecord } from "../analysis/fisher_information.ts";
+import type { MaskDescription } from "../analysis/mask_selection.ts";
 import { readJsonIfExists } from "../util/atomic.ts";
 import { GRID_NAMES, profileName } from "./profiles.ts";
 import { type CellRecord, type GridManifest, resultsDir, ResultStore } from "./store.ts";

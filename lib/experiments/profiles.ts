@@ -98,7 +98,7 @@ export interface Profile {
   topk: number[];
   /** k of the cross-task masks (notebook 5). */
   crossTaskK: number;
-  /** Where masks rank elements (lib/analysis/masks.ts). */
+  /** Where masks rank elements (lib/analysis/mask_selection.ts). */
   maskPer: "global" | "module" | "layer";
   /** Seed of the change analysis' fine-tuned run (full fine-tuning, notebook 1). */
   changeSeed: number;

@@ -25,13 +25,13 @@
  * await engine.dispose();
  * ```
  */
+import { type Batch, sliceRows } from "../bert/batch.ts";
 import type { BertConfig } from "../bert/config.ts";
-import type { Batch } from "../bert/model.ts";
 import { parameterShapes } from "../bert/names.ts";
 import type { TensorMap } from "../bert/safetensors.ts";
 import { backendFromEnv, type BackendName } from "../tf.ts";
 import { elementCount } from "../util/shape.ts";
-import { type GradResult, sliceRows } from "./replica.ts";
+import type { GradResult } from "./replica.ts";
 import { buffers, type FromWorker, type ToWorker, type WireBatch, type WireTensor } from "./protocol.ts";
 
 export interface EngineOptions {

@@ -4,7 +4,8 @@
  * micro-batches when asked; and taking new parameter values. The workers (worker.ts) and the in-process
  * trainer's gradient accumulation run the same `computeGrads`, so both compute exactly the same thing.
  */
-import type { Batch, BertClassifier } from "../bert/model.ts";
+import { type Batch, sliceRows } from "../bert/batch.ts";
+import type { BertClassifier } from "../bert/model.ts";
 import { tf } from "../tf.ts";
 
 export interface GradResult {
@@ -21,18 +22,6 @@ export function heapBytes(): number | undefined {
   // deno-lint-ignore no-explicit-any
   const heap = (tf.backend() as any)?.wasm?.HEAPU8;
   return heap ? heap.length : undefined;
-}
-
-/** Rows [start, start + count) of a batch. */
-export function sliceRows(batch: Batch, start: number, count: number): Batch {
-  const s = batch.seqLen;
-  return {
-    inputIds: batch.inputIds.subarray(start * s, (start + count) * s),
-    tokenTypeIds: batch.tokenTypeIds.subarray(start * s, (start + count) * s),
-    attentionMask: batch.attentionMask.subarray(start * s, (start + count) * s),
-    batchSize: count,
-    seqLen: s,
-  };
 }
 
 /** Seed offset of micro-batch i (its dropout masks differ from the other micro-batches'). */

@@ -1,7 +1,7 @@
 /**
  * The six findings of ValizadehAslani & Liang (arXiv 2403.20284), each judged from our own result records
- * by a rule fixed here before any result was seen, and `renderResultsMarkdown`, the RESULTS.md body (main
- * table + six verdicts, every number with the cells it came from).
+ * by a rule fixed here before any result was seen. Their titles, claims and stated rules are in
+ * lib/report/finding_texts.ts; lib/report/findings_markdown.ts renders the results (RESULTS.md included).
  *
  * How every verdict is reached (`judge`): a finding is broken into checks, one per task (and criterion);
  * each check is primary (the claim itself) or secondary (a control, such as "better than a random mask",
@@ -53,13 +53,12 @@
  * ```ts
  * const findings = evaluateFindings(await loadResults());
  * findings.map((f) => `${f.id}: ${f.verdict}`);
- * const md = renderResultsMarkdown(await loadResults());
  * ```
  */
 import { BERT_BASE, parseConfig } from "../bert/config.ts";
 import { isBias, isLayerNorm, parameterShapes } from "../bert/names.ts";
 import { elementCount } from "../util/shape.ts";
-import { CONTROL_NAMES, PROFILES } from "../experiments/profiles.ts";
+import { PROFILES } from "../experiments/profiles.ts";
 import {
   changeByTask,
   closestK,
@@ -67,9 +66,7 @@ import {
   findScore,
   fisherByTask,
   gridCommand,
-  MAIN_METHODS,
   mainScores,
-  mainTableRows,
   maskPlacement,
   maskScores,
   METHOD_LABELS,
@@ -78,15 +75,14 @@ import {
   type Placement,
   pointsText,
   rankComponentRows,
-  recordPath,
   type ScoreGroup,
   type StudyData,
-  studyInfo,
   tasksOf,
   topMaskPcts,
   topMasks,
 } from "./study_views.ts";
-import { renderTable, type Row } from "./table.ts";
+import { findingTexts } from "./finding_texts.ts";
+import { type Row } from "./table.ts";
 
 export type Verdict = "supported" | "partly supported" | "not supported" | "not enough data";
 
@@ -104,6 +100,9 @@ export const THRESHOLDS = {
   kMin: 5,
   kMax: 25,
 } as const;
+
+/** The findings' titles, claims and stated rules (lib/report/finding_texts.ts). */
+const FINDING_TEXT = findingTexts(THRESHOLDS);
 
 export interface Check {
   task: string;
@@ -278,12 +277,7 @@ function seedNote(groups: readonly (ScoreGroup | undefined)[]): string[] {
 export function finding1(data: StudyData): FindingResult {
   const d = draft({
     id: 1,
-    title: "Output LayerNorm changes most under full fine-tuning",
-    claim: "After full fine-tuning, the output LayerNorm of the encoder layers changes more (mean absolute " +
-      "change per parameter) than any other BERT component.",
-    rule: "Per task: components ranked by mean |Δθ| per element (n-weighted over layers, classifier " +
-      "excluded). Primary check: output LayerNorm is first. Supported if it is first on every task; partly " +
-      "if on at least half.",
+    ...FINDING_TEXT[1],
     grid: "change",
   });
   const byTask = changeByTask(data);
@@ -332,11 +326,7 @@ export function finding1(data: StudyData): FindingResult {
 export function finding2(data: StudyData): FindingResult {
   const d = draft({
     id: 2,
-    title: "LayerNorm carries the most Fisher information per parameter",
-    claim: "Ranked by Fisher information (mean over examples of the squared gradient of log p(y|x)), " +
-      "LayerNorm carries the most information per parameter.",
-    rule: "Per task: groups (embeddings, LayerNorm, attention, FFN, pooler; classifier excluded) ranked by " +
-      "mean Fisher per element of the pretrained model with a fresh head. Primary check: LayerNorm is first.",
+    ...FINDING_TEXT[2],
     grid: "fisher",
   });
   const byTask = fisherByTask(data);
@@ -391,14 +381,7 @@ export function finding3(data: StudyData): FindingResult {
     hi = THRESHOLDS.ratioTarget * THRESHOLDS.ratioFactor;
   const d = draft({
     id: 3,
-    title: "LayerNorm-only is close to full fine-tuning and BitFit with about a fifth of BitFit's parameters",
-    claim: "Training only LayerNorm (plus the task head) scores close to full fine-tuning and to BitFit, " +
-      "with about a fifth of BitFit's trainable parameters.",
-    rule: `Per task, primary: LayerNorm-only close to full fine-tuning, and close to BitFit (at most ` +
-      `max(${THRESHOLDS.closePoints} points, seed std) below). Secondary: trained encoder elements ` +
-      `LayerNorm / BitFit in [${lo.toFixed(3)}, ${
-        hi.toFixed(3)
-      }] (1/5 within a factor ${THRESHOLDS.ratioFactor}).`,
+    ...FINDING_TEXT[3],
     grid: "main",
   });
   const scores = mainScores(data);
@@ -501,12 +484,7 @@ export function finding4(data: StudyData): FindingResult {
   const { kTarget, kMin, kMax } = THRESHOLDS;
   const d = draft({
     id: 4,
-    title: "Training only the top-k% of LayerNorm by Fisher loses little",
-    claim: "Training only the top-k% of LayerNorm elements by Fisher information (k as small as about 10%) " +
-      "loses little against training all of LayerNorm.",
-    rule: `k = the profile's k closest to ${kTarget} within [${kMin}, ${kMax}]. Per task, primary: top-k% ` +
-      `close to 100% of LayerNorm (the k = 100 mask run, else LayerNorm-only). Secondary: top-k% mean above ` +
-      `random-k% mean.`,
+    ...FINDING_TEXT[4],
     grid: "topk",
   });
   const ms = maskScores(data), main = mainScores(data);
@@ -577,11 +555,7 @@ export function finding4(data: StudyData): FindingResult {
 export function finding5(data: StudyData): FindingResult {
   const d = draft({
     id: 5,
-    title: "A LayerNorm subset chosen on other tasks transfers",
-    claim: "A LayerNorm subset chosen on other tasks (leave-one-task-out union of their top-k% masks) " +
-      "trains a new task about as well as the task's own top-k% subset.",
-    rule: "Per task, primary: the union of the other tasks' top-k% masks close to the own top-k% mask. " +
-      "Secondary: union mean above random-k% mean.",
+    ...FINDING_TEXT[5],
     grid: "crosstask",
   });
   const ms = maskScores(data);
@@ -663,12 +637,7 @@ export function finding6(data: StudyData): FindingResult {
   const { kTarget, kMin, kMax } = THRESHOLDS;
   const d = draft({
     id: 6,
-    title: "The most informative LayerNorm elements sit in the last layers and in beta",
-    claim: "The LayerNorm elements with the highest Fisher information sit in the last layers and in the " +
-      "bias (beta) terms.",
-    rule: `Own-task top-k% masks, k closest to ${kTarget} within [${kMin}, ${kMax}]. Per task, two primary ` +
-      `checks: the densest layer (selected / candidates, embeddings included) is in the last half of the ` +
-      `encoder layers; more beta than gamma elements are selected.`,
+    ...FINDING_TEXT[6],
     grid: "topk",
   });
   const k = closestK(topMaskPcts(data), kTarget, kMin, kMax);
@@ -861,104 +830,4 @@ export function controlCheck(data: StudyData, spec: ControlSpec): FindingResult 
 /** Every control check, in order. */
 export function evaluateControls(data: StudyData): FindingResult[] {
   return CONTROL_CHECKS.map((spec) => controlCheck(data, spec));
-}
-
-// ---------------------------------------------------------------------------------------------------
-// RESULTS.md
-
-/** A finding as Markdown (used by the summary notebook and RESULTS.md). */
-export function findingMarkdown(f: FindingResult, heading = "###"): string {
-  const lines = [
-    `${heading} ${
-      typeof f.id === "number" ? "Finding" : "Control check"
-    } ${f.id}: ${f.title} (**${f.verdict}**)`,
-    "",
-    `- Claim: ${f.claim}`,
-    `- Rule: ${f.rule}`,
-    `- Result: ${f.summary}`,
-  ];
-  if (f.checks.length) {
-    lines.push("", "Checks:", "");
-    for (const c of f.checks) {
-      lines.push(
-        `- ${c.pass ? "holds" : "fails"}${
-          c.primary ? "" : " (secondary)"
-        }: ${c.task}: ${c.what}: ${c.detail} ` +
-          `[${c.sources.join(", ")}]`,
-      );
-    }
-  }
-  if (f.numbers.length) lines.push("", renderTable(f.numbers).text);
-  for (const n of f.notes) lines.push("", `Note: ${n}`);
-  lines.push("", `> **Model caveat.** ${f.caveat}`);
-  return lines.join("\n");
-}
-
-/** One table row per finding or control check: what, verdict, and the summary without its verdict. */
-export function verdictRows(results: readonly FindingResult[]): Row[] {
-  return results.map((f) => ({
-    finding: `${f.id}. ${f.title}`,
-    verdict: f.verdict,
-    result: f.summary.replace(/^[^:]*: /, ""),
-  }));
-}
-
-/**
- * The RESULTS.md body: what produced the results, the main table, the six verdicts with the numbers
- * behind them. Every number names its cells; a cell id `ID` is the file `<results dir>/ID.json`.
- */
-export function renderResultsMarkdown(data: StudyData): string {
-  const info = studyInfo(data);
-  const findings = evaluateFindings(data);
-  const out: string[] = [
-    `## Results: profile \`${info.profile}\``,
-    "",
-    `Computed from the records in \`${info.dir}\`; a cell id \`ID\` below is the file ` +
-    `\`${recordPath(data, "ID")}\`.`,
-    "",
-    `- Model: ${info.models.join(", ") || "not recorded"} (sha256 ${info.modelHashes.join(", ") || "?"}), ` +
-    `backend ${info.backends.join(", ") || "?"}`,
-    `- Tasks: ${info.tasks.join(", ") || "none"}; seeds: ${info.seeds.join(", ") || "none"}; epochs ` +
-    `${info.epochs.join(", ") || "?"}; train examples ${
-      info.trainExamples.join(", ") || "?"
-    }; dev examples ` +
-    `${info.devExamples.join(", ") || "?"}; Fisher N ${info.fisherExamples.join(", ") || "?"}`,
-    "",
-    `> **Model caveat.** ${modelCaveat(modelName(data), info.profile)}`,
-    "",
-    "### Main table",
-    "",
-  ];
-  const main = mainScores(data);
-  if (main.length === 0) {
-    out.push(`Not enough data: run \`${gridCommand("main", data.profile)}\`.`);
-  } else {
-    // The controls, where the profile ran them, below the main methods of each task.
-    const scores = [...main, ...controlScores(data)];
-    const rows = mainTableRows(scores, [...MAIN_METHODS, ...CONTROL_NAMES]).map((row) => {
-      const g = scores.find((s) => s.task === row.task && METHOD_LABELS[s.method] === row.method);
-      return { ...row, sources: g ? g.ids.join(" ") : "" };
-    });
-    out.push(
-      renderTable(rows).text,
-      "",
-      "Scores are the main dev metric of each task (best epoch) x100, mean ± sample std over seeds. " +
-        "Trained encoder params count every `bert.*` element trained; the task head is trained in every " +
-        "method and counted apart.",
-    );
-  }
-  out.push("", "### Verdicts", "", renderTable(verdictRows(findings)).text);
-  for (const f of findings) out.push("", findingMarkdown(f, "###"));
-  const controls = evaluateControls(data);
-  out.push(
-    "",
-    "### Control checks",
-    "",
-    "Whether the main methods beat the controls (head only, pooler + head, random initialisation); rules " +
-      "in lib/report/findings.ts `CONTROL_CHECKS`.",
-    "",
-    renderTable(verdictRows(controls)).text,
-  );
-  for (const c of controls) out.push("", findingMarkdown(c, "###"));
-  return out.join("\n") + "\n";
 }

@@ -231,7 +231,7 @@ export interface RankOptions {
 }
 
 /**
- * Aggregates records over layers (n-weighted mean of `value`, as lib/analysis/change.ts and fisher.ts
+ * Aggregates records over layers (n-weighted mean of `value`, as lib/analysis/weight_change.ts and fisher.ts
  * rank) and sorts descending; ties by name. Records flagged `baseMissing` (changes measured from zero)
  * are left out.
  */

@@ -7,20 +7,13 @@
  * const { metrics, predictions } = evaluateModel(model, task, data, { batchSize: 64 });
  * ```
  */
-import { batchFromEncoded, type BertClassifier } from "../bert/model.ts";
-import type { Encoded, WordPieceTokenizer } from "../bert/tokenizer.ts";
+import { type EncodedSet, makeBatch } from "../bert/batch.ts";
+import type { BertClassifier } from "../bert/model.ts";
+import type { WordPieceTokenizer } from "../bert/tokenizer.ts";
 import { computeMetrics, type Example, type GlueTask } from "../glue/mod.ts";
 import { tf } from "../tf.ts";
 import { progress } from "../util/progress.ts";
 import { evalBatches } from "./batches.ts";
-
-/** Encoded examples (unpadded) with their labels. */
-export interface EncodedSet {
-  rows: Encoded[];
-  labels: number[];
-  /** Token count of each row (for length bucketing). */
-  lengths: number[];
-}
 
 /** Tokenizes examples without padding (batches pad to their own longest row). */
 export function encodeExamples(
@@ -30,22 +23,6 @@ export function encodeExamples(
 ): EncodedSet {
   const rows = examples.map((e) => tokenizer.encode(e.textA, e.textB, { maxLen, pad: false }));
   return { rows, labels: examples.map((e) => e.label), lengths: rows.map((r) => r.inputIds.length) };
-}
-
-/** The rows of `indices` as one batch padded to their longest. */
-export function makeBatch(set: EncodedSet, indices: number[]): ReturnType<typeof batchFromEncoded> {
-  const rows = indices.map((i) => set.rows[i]);
-  return batchFromEncoded(rows, Math.max(...indices.map((i) => set.lengths[i])));
-}
-
-/** Labels of `indices` as the loss wants them: class indices, or float scores for regression. */
-export function batchLabels(
-  set: EncodedSet,
-  indices: number[],
-  numLabels: number,
-): Int32Array | Float32Array {
-  const values = indices.map((i) => set.labels[i]);
-  return numLabels === 1 ? Float32Array.from(values) : Int32Array.from(values);
 }
 
 export interface EvalOptions {

@@ -7,7 +7,7 @@
  * - `layernorm`: gamma and beta of every LayerNorm, the embeddings' included (the paper's LayerNorm-only).
  * - `layernorm-output`: only the output LayerNorm of each encoder layer
  *   (`bert.encoder.layer.N.output.LayerNorm.*`).
- * - `mask`: an element-wise 0/1 mask per parameter, read from a file (lib/tuning/masks.ts).
+ * - `mask`: an element-wise 0/1 mask per parameter, read from a file (lib/tuning/mask_file.ts).
  * - `head`: nothing but the task head: a control, what the frozen encoder's features give alone.
  * - `head-pooler`: the head and the pooler: a control for models whose pooler was never pretrained (the
  *   stand-ins), where a method that freezes the pooler passes the features through random weights.

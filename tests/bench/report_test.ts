@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { MatMulRow } from "../../lib/bench/matmul.ts";
 import { formatCases, toReportCase } from "../../lib/bench/report.ts";
-import type { CaseResult } from "../../lib/bench/step.ts";
+import type { CaseResult } from "../../lib/bench/cases.ts";
 
 const peak: MatMulRow = {
   form: "plain",

@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { tf } from "../../lib/tf.ts";
-import { type Batch, batchFromEncoded, BertClassifier } from "../../lib/bert/model.ts";
+import { type Batch, batchFromEncoded } from "../../lib/bert/batch.ts";
+import { BertClassifier } from "../../lib/bert/model.ts";
 import { type BertConfig, readConfig } from "../../lib/bert/config.ts";
 import { readSafetensors, type TensorMap } from "../../lib/bert/safetensors.ts";
 

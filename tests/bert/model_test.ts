@@ -1,7 +1,8 @@
+import { type Batch, batchFromEncoded } from "../../lib/bert/batch.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { initBackend, tf } from "../../lib/tf.ts";
-import { type Batch, batchFromEncoded, BertClassifier } from "../../lib/bert/model.ts";
+import { BertClassifier } from "../../lib/bert/model.ts";
 import { readSafetensors, type TensorMap } from "../../lib/bert/safetensors.ts";
 import { loadCheckpoint } from "../../lib/bert/checkpoint.ts";
 import { isBias, isLayerNorm } from "../../lib/bert/names.ts";

@@ -3,11 +3,12 @@
  * and legacy format) (tests/fixtures/formats, made by tools/make_formats.py): each folder loads to
  * bitwise the same tensors and logits, and those logits match PyTorch's.
  */
+import { batchFromEncoded } from "../../lib/bert/batch.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { initBackend, tf } from "../../lib/tf.ts";
 import { loadCheckpoint } from "../../lib/bert/checkpoint.ts";
-import { batchFromEncoded, BertClassifier } from "../../lib/bert/model.ts";
+import { BertClassifier } from "../../lib/bert/model.ts";
 import { findWeights, readWeights } from "../../lib/bert/weights.ts";
 import { tempDir } from "../env.ts";
 

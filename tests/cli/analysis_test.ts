@@ -1,16 +1,17 @@
+import { batchFromEncoded } from "../../lib/bert/batch.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadCheckpoint, saveCheckpoint } from "../../lib/bert/checkpoint.ts";
 import { type TensorMap, writeSafetensors } from "../../lib/bert/safetensors.ts";
 import { main } from "../../lib/cli/main.ts";
 import { writeDelta } from "../../lib/tuning/delta.ts";
-import { countMask, readMask } from "../../lib/tuning/masks.ts";
+import { countMask, readMask } from "../../lib/tuning/mask_file.ts";
 import { ROOT } from "../../lib/util/paths.ts";
 import { sharedGlue, sharedModel, tempDir } from "../env.ts";
 import { initBackend } from "../../lib/tf.ts";
-import { batchFromEncoded, BertClassifier } from "../../lib/bert/model.ts";
+import { BertClassifier } from "../../lib/bert/model.ts";
 import { readSafetensors, readSafetensorsWithMetadata } from "../../lib/bert/safetensors.ts";
-import { computeFisher } from "../../lib/analysis/fisher.ts";
+import { computeFisher } from "../../lib/analysis/fisher_information.ts";
 
 const GOLDEN = join(ROOT, "tests", "fixtures", "golden");
 const OUT_LN = "bert.encoder.layer.1.output.LayerNorm.weight";

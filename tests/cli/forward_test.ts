@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ROOT } from "../../lib/util/paths.ts";
 import { readSafetensors } from "../../lib/bert/safetensors.ts";
-import { parseInputs } from "../../lib/cli/forward.ts";
 import { tempDir } from "../env.ts";
 
 const GOLDEN = join(ROOT, "tests", "fixtures", "golden");
@@ -111,25 +110,4 @@ Deno.test("forward CLI without labels writes only logits; a bad line fails namin
   } finally {
     await cleanup();
   }
-});
-
-Deno.test("parseInputs validates fields and labels", () => {
-  const row = '{"input_ids":[2,3],"token_type_ids":[0,0],"attention_mask":[1,1]';
-  assert.equal(parseInputs(`${row}}\n\n${row}}\n`, "f", 2).length, 2);
-  assert.equal(parseInputs(`${row},"label":1}`, "f", 2)[0].label, 1);
-  assert.throws(
-    () => parseInputs(`${row},"label":2}`, "f", 2),
-    /f:1: label 2 is not a class index in \[0, 2\)/,
-  );
-  assert.equal(parseInputs(`${row},"label":0.25}`, "f", 1)[0].label, 0.25);
-  assert.throws(() => parseInputs(`${row},"label":1}\n${row}}`, "f", 2), /1 of 2 inputs have a label/);
-  assert.throws(
-    () => parseInputs('{"input_ids":[2,3],"token_type_ids":[0],"attention_mask":[1,1]}', "f", 2),
-    /f:1: .*equally long/,
-  );
-  assert.throws(
-    () => parseInputs('{"input_ids":"x"}', "f", 2),
-    /f:1: "input_ids" must be an array of integers/,
-  );
-  assert.throws(() => parseInputs("\n", "f", 2), /no inputs/);
 });

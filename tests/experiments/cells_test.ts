@@ -159,3 +159,38 @@ Deno.test("the controls run through the executors: head, head-pooler, full and L
     await cleanup();
   }
 });
+
+Deno.test("a cell whose configuration is wrong is refused by the same checks as the command line, naming the cell", async () => {
+  const executors = studyExecutors({ modelDir: sharedModel(), glueDir: sharedGlue(), backend: "cpu" });
+  const ctx = (kind: string, config: Record<string, unknown>) =>
+    ({
+      cell: { id: "c0ffee", kind, config, deps: {} },
+      dir: "/nonexistent/never-written",
+      deps: {},
+      log: () => {},
+    }) as unknown as Parameters<typeof executors.finetune.run>[0];
+  await assert.rejects(
+    executors.finetune.run(ctx("finetune", { task: "RTE", mode: "full", seed: 0, epochs: 0 })),
+    /cell c0ffee \(finetune\): epochs must be a positive integer, got 0/,
+  );
+  await assert.rejects(
+    executors.finetune.run(ctx("finetune", { task: 7, mode: "full" })),
+    /cell c0ffee \(finetune\): "task" must be a task name, got 7/,
+  );
+  await assert.rejects(
+    executors.fisher.run(
+      ctx("fisher", { task: "RTE", examples: "many", params: "layernorm", labels: "true" }),
+    ),
+    /cell c0ffee \(fisher\): "examples" must be a number, got "many"/,
+  );
+  await assert.rejects(
+    executors.fisher.run(
+      ctx("fisher", { task: "RTE", examples: 8, params: "dense", labels: "true", seed: 0, maxLen: 64 }),
+    ),
+    /cell c0ffee \(fisher\): params must be all, layernorm or elementwise/,
+  );
+  await assert.rejects(
+    executors.mask.run(ctx("mask", { method: "fisher", pct: 250, per: "global" })),
+    /cell c0ffee \(mask\): mask percentage must be in \(0, 100\], got 250/,
+  );
+});

@@ -1,8 +1,9 @@
+import { batchFromEncoded } from "../../lib/bert/batch.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { initBackend } from "../../lib/tf.ts";
 import { readConfig } from "../../lib/bert/config.ts";
-import { batchFromEncoded, BertClassifier } from "../../lib/bert/model.ts";
+import { BertClassifier } from "../../lib/bert/model.ts";
 import { isLayerNorm, parameterShapes } from "../../lib/bert/names.ts";
 import { readSafetensors } from "../../lib/bert/safetensors.ts";
 import { createGradientEngine, shardSizes } from "../../lib/parallel/engine.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { rankComponents } from "../../lib/analysis/change.ts";
+import { rankComponents } from "../../lib/analysis/weight_change.ts";
 import { loadResults } from "../../lib/experiments/load.ts";
 import { CONTROL_NAMES } from "../../lib/experiments/profiles.ts";
 import {

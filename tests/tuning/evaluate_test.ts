@@ -1,10 +1,11 @@
+import { batchLabels, makeBatch } from "../../lib/bert/batch.ts";
 import assert from "node:assert/strict";
 import { loadCheckpoint } from "../../lib/bert/checkpoint.ts";
 import { BertClassifier } from "../../lib/bert/model.ts";
 import { WordPieceTokenizer } from "../../lib/bert/tokenizer.ts";
 import { getTask, loadSplit } from "../../lib/glue/mod.ts";
 import { initBackend, tf } from "../../lib/tf.ts";
-import { batchLabels, encodeExamples, evaluateModel, makeBatch, predict } from "../../lib/tuning/evaluate.ts";
+import { encodeExamples, evaluateModel, predict } from "../../lib/tuning/evaluate.ts";
 import { tinyWorld } from "./fixture.ts";
 
 await initBackend();

@@ -2,6 +2,7 @@
  * A tiny world for trainer tests: the golden random checkpoint (vocab 100, hidden 16) with a made-up
  * 100-word vocab, and synthetic RTE / STS-B files in a temporary GLUE root. Nothing from ../shared.
  */
+import { batchFromEncoded } from "../../lib/bert/batch.ts";
 import { join } from "node:path";
 import { ROOT } from "../../lib/util/paths.ts";
 import { mulberry32 } from "../../lib/util/random.ts";
@@ -53,4 +54,25 @@ export async function tinyWorld(train = 48, dev = 16): Promise<TinyWorld> {
     }
   }
   return { dir, model, glue, cleanup };
+}
+
+/** Three encoded rows of different lengths (a pair among them), as one batch, with class labels. */
+export function smallBatch() {
+  const rows = [
+    {
+      inputIds: [2, 17, 42, 9, 3, 55, 71, 3],
+      tokenTypeIds: [0, 0, 0, 0, 0, 1, 1, 1],
+      attentionMask: [1, 1, 1, 1, 1, 1, 1, 1],
+    },
+    { inputIds: [2, 88, 5, 63, 3], tokenTypeIds: [0, 0, 0, 0, 0], attentionMask: [1, 1, 1, 1, 1] },
+    { inputIds: [2, 31, 3, 12, 3], tokenTypeIds: [0, 0, 0, 1, 1], attentionMask: [1, 1, 1, 1, 1] },
+  ];
+  return { rows, batch: batchFromEncoded(rows), labels: Int32Array.from([1, 0, 1]) };
+}
+
+/** Whether two float arrays hold the same bits. */
+export function bitwiseEqual(a: Float32Array, b: Float32Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
+    Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+  );
 }

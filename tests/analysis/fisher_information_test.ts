@@ -1,7 +1,8 @@
+import { batchFromEncoded } from "../../lib/bert/batch.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { initBackend, tf } from "../../lib/tf.ts";
-import { batchFromEncoded, BertClassifier } from "../../lib/bert/model.ts";
+import { BertClassifier } from "../../lib/bert/model.ts";
 import { readConfig } from "../../lib/bert/config.ts";
 import { readSafetensors, type TensorMap } from "../../lib/bert/safetensors.ts";
 import { mulberry32, normal } from "../../lib/util/random.ts";
@@ -11,7 +12,7 @@ import {
   type FisherOptions,
   type LabeledBatch,
   rankComponentsByFisher,
-} from "../../lib/analysis/fisher.ts";
+} from "../../lib/analysis/fisher_information.ts";
 
 const GOLDEN = join(import.meta.dirname!, "..", "fixtures", "golden");
 const BACKENDS = ["cpu", "wasm"] as const;

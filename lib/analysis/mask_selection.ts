@@ -1,5 +1,5 @@
 /**
- * Mask selection from Fisher scores: which LayerNorm elements to train. File I/O is lib/tuning/masks.ts
+ * Mask selection from Fisher scores: which LayerNorm elements to train. File I/O is lib/tuning/mask_file.ts
  * (one F32 0/1 tensor per selected parameter, HF names, absent = frozen); this module only decides.
  *
  * - `topMask`: the top-k% of candidate elements (LayerNorm γ/β by default) by Fisher, ranked globally,
@@ -196,9 +196,51 @@ export interface CrossTaskResult {
 }
 
 /**
- * Leave-one-task-out: the union of the top-`pct`% masks of every task except `heldOut`. With
- * `trim: true` the union is cut back to exactly the k% count by summed normalised Fisher (ties as in
- * `topMask`), ranked within the same groups as `per`.
+ * How many candidate elements `shapes` holds and how many a top-`pct`% selection keeps: k% of each
+ * ranking group, summed (what `topMask` and `randomMask` select).
+ */
+export function maskTarget(
+  shapes: TensorMap | Map<string, number[]>,
+  pct: number,
+  opts: SelectOptions = {},
+): { candidates: number; target: number } {
+  const sizes: TensorMap = new Map();
+  for (const [name, v] of shapes) {
+    const shape = Array.isArray(v) ? v : v.shape;
+    sizes.set(name, { shape, data: new Float32Array(0) });
+  }
+  let candidates = 0, target = 0;
+  for (const names of groups(sizes, opts).values()) {
+    const total = names.reduce((s, n) => s + sizes.get(n)!.shape.reduce((a, b) => a * b, 1), 0);
+    candidates += total;
+    target += countForPct(total, pct);
+  }
+  return { candidates, target };
+}
+
+/**
+ * The union of each Fisher map's top-`pct`% mask. With `trim: true` the union is cut back to exactly the
+ * k% count by summed normalised Fisher (elements outside the union score -1, below every normalised
+ * Fisher), ranked within the same groups as `per` (ties as in `topMask`).
+ */
+export function unionOfTopMasks(
+  fishers: readonly TensorMap[],
+  pct: number,
+  opts: SelectOptions & { trim?: boolean } = {},
+): TensorMap {
+  const union = combineMasks(fishers.map((f) => topMask(f, pct, opts)), "union");
+  if (!opts.trim) return union;
+  const summed = summedNormalisedFisher(fishers, opts);
+  for (const [name, t] of summed) {
+    const m = union.get(name);
+    for (let i = 0; i < t.data.length; i++) if (!m || m.data[i] === 0) t.data[i] = -1;
+  }
+  return topMask(summed, pct, opts);
+}
+
+/**
+ * Leave-one-task-out: the union of the top-`pct`% masks of every task except `heldOut`, optionally
+ * trimmed to exactly k% (`unionOfTopMasks`).
  */
 export function crossTaskMask(
   fishers: Map<string, TensorMap>,
@@ -212,26 +254,10 @@ export function crossTaskMask(
   const tasks = [...fishers.keys()].filter((t) => t !== heldOut);
   if (tasks.length === 0) throw new Error("crossTaskMask needs Fisher maps of at least one other task");
   const others = tasks.map((t) => fishers.get(t)!);
-  let mask = combineMasks(others.map((f) => topMask(f, pct, opts)), "union");
-  const gs = groups(others[0], opts);
-  let candidates = 0, target = 0;
-  for (const names of gs.values()) {
-    const total = names.reduce((s, n) => s + others[0].get(n)!.data.length, 0);
-    candidates += total;
-    target += countForPct(total, pct);
-  }
-  if (opts.trim) {
-    // Elements outside the union score -1, below every normalised Fisher (all >= 0).
-    const summed = summedNormalisedFisher(others, opts);
-    for (const [name, t] of summed) {
-      const m = mask.get(name);
-      for (let i = 0; i < t.data.length; i++) if (!m || m.data[i] === 0) t.data[i] = -1;
-    }
-    mask = topMask(summed, pct, opts);
-  }
+  const mask = unionOfTopMasks(others, pct, opts);
   let size = 0;
   for (const t of mask.values()) for (const v of t.data) size += v;
-  return { mask, size, candidates, target, tasks };
+  return { mask, size, ...maskTarget(others[0], pct, opts), tasks };
 }
 
 export interface MaskDescription {

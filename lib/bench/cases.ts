@@ -1,14 +1,13 @@
 /**
- * The measured cases of the benchmark: one training step per tuning mode (forward, backward of the
- * trained parameters only, AdamW update from lib/tuning/optimizer.ts), an evaluation forward pass,
- * and per-example Fisher scores of the LayerNorm parameters (the model's `overrides`: each LayerNorm
- * weight/bias tiled to [batch, ...], the summed loss differentiated w.r.t. the tiled copies).
- *
- * A training step runs in-process (`workers: 1`, the trainer's AdamW on the model's variables, optionally
- * accumulating gradients over micro-batches) or on the data-parallel engine (lib/parallel), whose
- * workers compute the gradients of their share of the batch while the main thread sums them, applies
- * AdamW (lib/parallel/adamw.ts, the same update on plain arrays) to its copy of the trained parameters
- * and sends the new values back.
+ * The measured cases of the benchmark, each running the code users run:
+ * - a training step per tuning mode: the trainer's update (lib/tuning/step.ts `StepRunner`: gradients of
+ *   the trained parameters only, the mode's mask, global-norm clipping at 1, AdamW with weight decay
+ *   0.01, the non-finite check), in-process (`workers: 1`, optionally over micro-batches) or with the
+ *   gradients computed by the data-parallel engine (lib/parallel), exactly as `finetune --workers N`;
+ * - an evaluation forward pass;
+ * - per-example Fisher scores of the LayerNorm parameters: lib/analysis/fisher_information.ts
+ *   `computeFisher` with the defaults `normtune fisher` and the study use (batched method, 8 examples
+ *   per pass).
  *
  * ```ts
  * const r = await benchTrainStep({ shape: SHAPES.tiny, mode: "layernorm", workers: 1, repeats: 5 });
@@ -16,15 +15,14 @@
  * ```
  */
 import { BertClassifier } from "../bert/model.ts";
-import { isLayerNorm, parameterShapes } from "../bert/names.ts";
-import { elementCount } from "../util/shape.ts";
+import { parameterShapes } from "../bert/names.ts";
 import type { TensorMap } from "../bert/safetensors.ts";
-import { createGradientEngine } from "../parallel/engine.ts";
-import { computeGrads, heapBytes } from "../parallel/replica.ts";
-import { FlatAdamW } from "../parallel/adamw.ts";
+import { computeFisher } from "../analysis/fisher_information.ts";
+import { createGradientEngine, type GradientEngine } from "../parallel/engine.ts";
+import { heapBytes } from "../parallel/replica.ts";
 import { type BackendName, tf } from "../tf.ts";
-import { selectTrainable } from "../tuning/modes.ts";
-import { AdamW } from "../tuning/optimizer.ts";
+import { countTrainable, selectTrainable } from "../tuning/modes.ts";
+import { StepRunner } from "../tuning/step.ts";
 import { randomBatch, randomTensors } from "./inputs.ts";
 import { formatProfile, type KernelProfile, profileKernels } from "./profile.ts";
 import { type BenchMode, type BenchShape, NUM_LABELS, shapeConfig, stepFlops } from "./shapes.ts";
@@ -97,14 +95,6 @@ function memoryNow(): MemoryFigures {
   return { tfBytes: tf.memory().numBytes, wasmHeapBytes: wasmHeapBytes(), rssBytes: Deno.memoryUsage().rss };
 }
 
-function trainedNames(mode: BenchMode, names: Iterable<string>): string[] {
-  return [...selectTrainable(mode, names).keys()];
-}
-
-function countOf(names: string[], shapes: Map<string, number[]>): number {
-  return names.reduce((n, name) => n + elementCount(shapes.get(name)!), 0);
-}
-
 const LR = 1e-4;
 
 function result(
@@ -137,7 +127,7 @@ function result(
   };
 }
 
-/** One training step of `mode`, in-process or on `workers` data-parallel workers. */
+/** One training step of `mode`: the trainer's update, in-process or on `workers` data-parallel workers. */
 export async function benchTrainStep(
   o: CaseOptions & { mode: BenchMode; workers?: number },
 ): Promise<CaseResult> {
@@ -147,100 +137,55 @@ export async function benchTrainStep(
   const seed = o.seed ?? 0;
   const tensors = o.tensors ?? randomTensors(config, NUM_LABELS, seed);
   const shapes = parameterShapes(config, NUM_LABELS);
-  const names = trainedNames(o.mode, shapes.keys());
+  const selection = selectTrainable(o.mode, shapes.keys());
   const { batch, labels } = randomBatch(batchSize, seq, seed);
   const flops = stepFlops(o.shape, o.mode, batchSize, seq).step;
   const losses: number[] = [];
   const timed = { warmup: o.warmup ?? 1, repeats: o.repeats ?? 3 };
-
-  if (workers === 1) {
-    const model = new BertClassifier(config, NUM_LABELS, tensors);
-    const opt = new AdamW(model.params, selectTrainable(o.mode, model.params.keys()));
-    const nameOf = new Map([...model.params].map(([name, v]) => [v.name, name]));
-    let t = 0;
-    const micro = o.microBatch ?? 0;
-    // Accumulation buffers, made once (a fresh 440 MB array per bert-base step costs page faults).
-    const into = micro > 0
-      ? new Map(opt.names.map((n) => [n, new Float32Array(model.params.get(n)!.size)]))
-      : undefined;
-    const step = () => {
-      if (micro > 0 && micro < batchSize) {
-        // Gradient accumulation over micro-batches, then one update.
-        const r = computeGrads(model, batch, labels, opt.names, t++, true, micro, into);
-        const grads = new Map(
-          opt.names.map((name) => [name, tf.tensor(r.grads.get(name)!, model.params.get(name)!.shape)]),
-        );
-        opt.apply(grads, LR);
-        tf.dispose([...grads.values()]);
-        losses.push(r.loss);
-        return;
-      }
-      const { value, grads } = tf.variableGrads(
-        () => model.loss(model.logits(batch, { training: true, seed: t++ }), labels),
-        opt.variables(),
-      );
-      const named = new Map(Object.entries(grads).map(([k, g]) => [nameOf.get(k)!, g]));
-      opt.apply(named, LR);
-      losses.push(value.dataSync()[0]);
-      tf.dispose([value, ...Object.values(grads)]);
-    };
-    try {
-      const timing = measure(step, timed);
-      const memory = memoryNow();
-      const profile = o.profile ? await profileKernels(step) : undefined;
-      return result(
-        o,
-        o.mode,
-        1,
-        countOf(names, shapes),
-        timing,
-        flops,
-        losses.slice(-timed.repeats),
-        memory,
-        profile,
-      );
-    } finally {
-      opt.dispose();
-      model.dispose();
-    }
-  }
-
-  // Data-parallel: the workers hold the model; the main thread holds only the trained parameters and
-  // their AdamW moments, as plain arrays (lib/parallel/adamw.ts: no wasm heap on the main thread).
-  const engine = await createGradientEngine({
-    config,
-    numLabels: NUM_LABELS,
-    tensors,
-    workers,
-    backend: o.backend ?? "wasm",
-    microBatch: o.microBatch,
-  });
-  const params = new Map(names.map((name) => [name, tensors.get(name)!.data.slice()]));
-  const opt = new FlatAdamW(params);
-  let t = 0;
+  // What `finetune` builds: the model on this thread, the runner on its trained selection, and with
+  // several workers the engine holding replicas (lib/tuning/trainer.ts).
+  const model = new BertClassifier(config, NUM_LABELS, tensors);
+  const runner = new StepRunner(model, selection, { microBatch: o.microBatch });
+  let engine: GradientEngine | undefined;
   let workerHeapBytes: number[] | undefined;
-  const step = async () => {
-    const r = await engine.grads(batch, labels, names, t++);
-    opt.apply(r.grads, LR);
-    await engine.setParams(params);
-    losses.push(r.loss);
-    workerHeapBytes = r.heapBytes;
-  };
+  let t = 0;
   try {
+    if (workers > 1) {
+      engine = await createGradientEngine({
+        config,
+        numLabels: NUM_LABELS,
+        tensors,
+        workers,
+        backend: o.backend ?? "wasm",
+        microBatch: o.microBatch,
+      });
+    }
+    const step = async () => {
+      const r = engine
+        ? await runner.stepOn(engine, batch, labels, LR, t++)
+        : runner.step(batch, labels, LR, t++);
+      losses.push(r.loss);
+      workerHeapBytes = r.heapBytes;
+    };
     const timing = await measureAsync(step, timed);
-    const memory = { ...memoryNow(), workerHeapBytes };
+    const memory = { ...memoryNow(), ...(workerHeapBytes ? { workerHeapBytes } : {}) };
+    const profile = o.profile && !engine ? await profileKernels(step) : undefined;
+    const trainable = countTrainable(selection, shapes).trainable;
     return result(
       o,
       o.mode,
       workers,
-      countOf(names, shapes),
+      trainable,
       timing,
       flops,
       losses.slice(-timed.repeats),
       memory,
+      profile,
     );
   } finally {
-    await engine.dispose();
+    await engine?.dispose();
+    runner.dispose();
+    model.dispose();
   }
 }
 
@@ -276,45 +221,28 @@ export async function benchEval(o: CaseOptions): Promise<CaseResult> {
 }
 
 /**
- * Per-example Fisher of every LayerNorm parameter: the squared per-example gradients, from one backward
- * pass with each LayerNorm weight/bias tiled to [batch, h] through the model's overrides.
+ * Per-example Fisher of every LayerNorm parameter, as `normtune fisher --params layernorm` computes it
+ * (`computeFisher`, batched: each LayerNorm weight/bias tiled per example, 8 examples per pass). Its
+ * "losses" are the batch's loss at these weights, once (a smoke check that the model ran finite).
  */
 export async function benchFisherLayerNorm(o: CaseOptions): Promise<CaseResult> {
   const { model, batch, labels, batchSize, seq } = inProcessCase(o);
-  const names = [...model.params.keys()].filter(isLayerNorm);
-  const losses: number[] = [];
-  const step = () =>
-    tf.tidy(() => {
-      const tiled = names.map((name) => {
-        const p = model.params.get(name)!; // [h]
-        return tf.tile(tf.expandDims(p, 0), [batchSize, 1]); // [batch, h]
-      });
-      const f = (...xs: tf.Tensor[]) => {
-        const overrides = new Map(names.map((name, i) => [name, xs[i]]));
-        const loss = model.loss(model.logits(batch, { overrides }), labels);
-        losses.push(loss.dataSync()[0]);
-        return tf.mul(loss, batchSize) as tf.Scalar; // summed loss: copy b's gradient is example b's
-      };
-      const perExample = tf.grads(f)(tiled);
-      // Fisher per example and parameter element: the squared gradient; read back to finish the work.
-      for (const g of perExample) tf.square(g).dataSync();
+  const examples = [{ batch, labels: Array.from(labels) }];
+  let trainable = 0;
+  const step = async () => {
+    const fisher = await computeFisher(model, examples, {
+      params: "layernorm",
+      examples: batchSize,
+      seed: o.seed ?? 0,
     });
+    trainable = [...fisher.values()].reduce((n, t) => n + t.data.length, 0);
+  };
   try {
-    const timing = measure(step, { warmup: o.warmup ?? 1, repeats: o.repeats ?? 3 });
+    const timing = await measureAsync(step, { warmup: o.warmup ?? 1, repeats: o.repeats ?? 3 });
     const profile = o.profile ? await profileKernels(step) : undefined;
     const flops = stepFlops(o.shape, "layernorm", batchSize, seq).step;
-    const trainable = names.reduce((n, name) => n + model.params.get(name)!.size, 0);
-    return result(
-      o,
-      "fisher-layernorm",
-      1,
-      trainable,
-      timing,
-      flops,
-      losses.slice(-(o.repeats ?? 3)),
-      memoryNow(),
-      profile,
-    );
+    const loss = tf.tidy(() => model.loss(model.logits(batch), labels).dataSync()[0]);
+    return result(o, "fisher-layernorm", 1, trainable, timing, flops, [loss], memoryNow(), profile);
   } finally {
     model.dispose();
   }

@@ -25,8 +25,9 @@
  * rankComponentsByFisher(aggregateFisher(fisher));
  * ```
  */
+import { type Batch, sliceBatch, stackRows, usedLength } from "../bert/batch.ts";
 import { tf } from "../tf.ts";
-import type { Batch, BertClassifier } from "../bert/model.ts";
+import type { BertClassifier } from "../bert/model.ts";
 import { isBias, isLayerNorm } from "../bert/names.ts";
 import type { TensorMap } from "../bert/safetensors.ts";
 import { mulberry32, normal } from "../util/random.ts";
@@ -78,39 +79,6 @@ export function fisherParamNames(model: BertClassifier, params: FisherParams): s
   throw new Error(`unknown Fisher params "${params}"; use all, layernorm or elementwise`);
 }
 
-/** Rows [start, end) of a batch, cut to `len` positions (len <= seqLen). */
-export function sliceBatch(b: Batch, start: number, end: number, len = b.seqLen): Batch {
-  const n = end - start;
-  const cut = (a: Int32Array) => {
-    const out = new Int32Array(n * len);
-    for (let i = 0; i < n; i++) {
-      out.set(a.subarray((start + i) * b.seqLen, (start + i) * b.seqLen + len), i * len);
-    }
-    return out;
-  };
-  return {
-    inputIds: cut(b.inputIds),
-    tokenTypeIds: cut(b.tokenTypeIds),
-    attentionMask: cut(b.attentionMask),
-    batchSize: n,
-    seqLen: len,
-  };
-}
-
-/** The number of positions up to the last attended one among rows [start, end) (at least 1). */
-export function usedLength(b: Batch, start: number, end: number): number {
-  let len = 1;
-  for (let r = start; r < end; r++) {
-    for (let t = b.seqLen - 1; t >= len; t--) {
-      if (b.attentionMask[r * b.seqLen + t] !== 0) {
-        len = t + 1;
-        break;
-      }
-    }
-  }
-  return len;
-}
-
 /** Collects the first `n` examples of `batches` as single-row references. */
 async function takeExamples(
   batches: Iterable<LabeledBatch> | AsyncIterable<LabeledBatch>,
@@ -128,23 +96,6 @@ async function takeExamples(
   }
   if (rows.length < n) throw new Error(`Fisher wants ${n} examples but only ${rows.length} were given`);
   return rows;
-}
-
-/** Stacks single rows (each cut to `len`) into one batch. */
-function stackRows(rows: { batch: Batch; row: number }[], len: number): Batch {
-  const parts = rows.map(({ batch, row }) => sliceBatch(batch, row, row + 1, len));
-  const join = (key: "inputIds" | "tokenTypeIds" | "attentionMask") => {
-    const out = new Int32Array(rows.length * len);
-    parts.forEach((p, i) => out.set(p[key], i * len));
-    return out;
-  };
-  return {
-    inputIds: join("inputIds"),
-    tokenTypeIds: join("tokenTypeIds"),
-    attentionMask: join("attentionMask"),
-    batchSize: rows.length,
-    seqLen: len,
-  };
 }
 
 /**

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { parseConfig } from "../../lib/bert/config.ts";
 import { parameterShapes } from "../../lib/bert/names.ts";
 import { type TensorMap, writeSafetensors } from "../../lib/bert/safetensors.ts";
-import { countMask, readMask, validateMasks, writeMask } from "../../lib/tuning/masks.ts";
+import { countMask, readMask, validateMasks, writeMask } from "../../lib/tuning/mask_file.ts";
 import { tempDir } from "../env.ts";
 
 const config = parseConfig({

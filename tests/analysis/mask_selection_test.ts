@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { TensorMap } from "../../lib/bert/safetensors.ts";
-import { countMask, readMask, writeMask } from "../../lib/tuning/masks.ts";
+import { countMask, readMask, writeMask } from "../../lib/tuning/mask_file.ts";
 import {
   combineMasks,
   countForPct,
@@ -8,7 +8,7 @@ import {
   describeMask,
   randomMask,
   topMask,
-} from "../../lib/analysis/masks.ts";
+} from "../../lib/analysis/mask_selection.ts";
 import { tempDir } from "../env.ts";
 
 const E = "bert.embeddings.LayerNorm";
@@ -134,7 +134,7 @@ Deno.test("describeMask counts per layer, gamma/beta and LayerNorm type", () => 
   assert.equal(countForPct(1280, 10), 128);
 });
 
-Deno.test("a selected mask round-trips through lib/tuning/masks.ts", async () => {
+Deno.test("a selected mask round-trips through lib/tuning/mask_file.ts", async () => {
   const [dir, cleanup] = await tempDir();
   try {
     const m = topMask(fisher(), 20);

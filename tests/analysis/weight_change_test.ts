@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { TensorMap } from "../../lib/bert/safetensors.ts";
-import { computeChange, rankComponents } from "../../lib/analysis/change.ts";
+import { computeChange, rankComponents } from "../../lib/analysis/weight_change.ts";
 
 const t = (...v: number[]) => ({ shape: [v.length], data: new Float32Array(v) });
 

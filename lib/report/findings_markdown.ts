@@ -1,0 +1,124 @@
+/**
+ * The findings as text: one finding as Markdown (the notebooks and RESULTS.md), the verdict table rows,
+ * and the RESULTS.md body (what produced the results, the main table, the six verdicts and the control
+ * checks, every number with the cells it came from). The rules that reach the verdicts are in
+ * lib/report/findings.ts; this module only renders their results.
+ *
+ * ```ts
+ * const md = renderResultsMarkdown(await loadResults());
+ * findingMarkdown(finding1(data));
+ * ```
+ */
+import { CONTROL_NAMES } from "../experiments/profiles.ts";
+import { evaluateControls, evaluateFindings, type FindingResult } from "./findings.ts";
+import {
+  controlScores,
+  gridCommand,
+  MAIN_METHODS,
+  mainScores,
+  mainTableRows,
+  METHOD_LABELS,
+  modelCaveat,
+  modelName,
+  recordPath,
+  type StudyData,
+  studyInfo,
+} from "./study_views.ts";
+import { renderTable, type Row } from "./table.ts";
+
+/** A finding as Markdown (used by the summary notebook and RESULTS.md). */
+export function findingMarkdown(f: FindingResult, heading = "###"): string {
+  const lines = [
+    `${heading} ${
+      typeof f.id === "number" ? "Finding" : "Control check"
+    } ${f.id}: ${f.title} (**${f.verdict}**)`,
+    "",
+    `- Claim: ${f.claim}`,
+    `- Rule: ${f.rule}`,
+    `- Result: ${f.summary}`,
+  ];
+  if (f.checks.length) {
+    lines.push("", "Checks:", "");
+    for (const c of f.checks) {
+      lines.push(
+        `- ${c.pass ? "holds" : "fails"}${
+          c.primary ? "" : " (secondary)"
+        }: ${c.task}: ${c.what}: ${c.detail} ` +
+          `[${c.sources.join(", ")}]`,
+      );
+    }
+  }
+  if (f.numbers.length) lines.push("", renderTable(f.numbers).text);
+  for (const n of f.notes) lines.push("", `Note: ${n}`);
+  lines.push("", `> **Model caveat.** ${f.caveat}`);
+  return lines.join("\n");
+}
+
+/** One table row per finding or control check: what, verdict, and the summary without its verdict. */
+export function verdictRows(results: readonly FindingResult[]): Row[] {
+  return results.map((f) => ({
+    finding: `${f.id}. ${f.title}`,
+    verdict: f.verdict,
+    result: f.summary.replace(/^[^:]*: /, ""),
+  }));
+}
+
+/**
+ * The RESULTS.md body: what produced the results, the main table, the six verdicts with the numbers
+ * behind them. Every number names its cells; a cell id `ID` is the file `<results dir>/ID.json`.
+ */
+export function renderResultsMarkdown(data: StudyData): string {
+  const info = studyInfo(data);
+  const findings = evaluateFindings(data);
+  const out: string[] = [
+    `## Results: profile \`${info.profile}\``,
+    "",
+    `Computed from the records in \`${info.dir}\`; a cell id \`ID\` below is the file ` +
+    `\`${recordPath(data, "ID")}\`.`,
+    "",
+    `- Model: ${info.models.join(", ") || "not recorded"} (sha256 ${info.modelHashes.join(", ") || "?"}), ` +
+    `backend ${info.backends.join(", ") || "?"}`,
+    `- Tasks: ${info.tasks.join(", ") || "none"}; seeds: ${info.seeds.join(", ") || "none"}; epochs ` +
+    `${info.epochs.join(", ") || "?"}; train examples ${
+      info.trainExamples.join(", ") || "?"
+    }; dev examples ` +
+    `${info.devExamples.join(", ") || "?"}; Fisher N ${info.fisherExamples.join(", ") || "?"}`,
+    "",
+    `> **Model caveat.** ${modelCaveat(modelName(data), info.profile)}`,
+    "",
+    "### Main table",
+    "",
+  ];
+  const main = mainScores(data);
+  if (main.length === 0) {
+    out.push(`Not enough data: run \`${gridCommand("main", data.profile)}\`.`);
+  } else {
+    // The controls, where the profile ran them, below the main methods of each task.
+    const scores = [...main, ...controlScores(data)];
+    const rows = mainTableRows(scores, [...MAIN_METHODS, ...CONTROL_NAMES]).map((row) => {
+      const g = scores.find((s) => s.task === row.task && METHOD_LABELS[s.method] === row.method);
+      return { ...row, sources: g ? g.ids.join(" ") : "" };
+    });
+    out.push(
+      renderTable(rows).text,
+      "",
+      "Scores are the main dev metric of each task (best epoch) x100, mean ± sample std over seeds. " +
+        "Trained encoder params count every `bert.*` element trained; the task head is trained in every " +
+        "method and counted apart.",
+    );
+  }
+  out.push("", "### Verdicts", "", renderTable(verdictRows(findings)).text);
+  for (const f of findings) out.push("", findingMarkdown(f, "###"));
+  const controls = evaluateControls(data);
+  out.push(
+    "",
+    "### Control checks",
+    "",
+    "Whether the main methods beat the controls (head only, pooler + head, random initialisation); rules " +
+      "in lib/report/findings.ts `CONTROL_CHECKS`.",
+    "",
+    renderTable(verdictRows(controls)).text,
+  );
+  for (const c of controls) out.push("", findingMarkdown(c, "###"));
+  return out.join("\n") + "\n";
+}

@@ -1,0 +1,36 @@
+import assert from "node:assert/strict";
+import { evaluateFindings } from "../../lib/report/findings.ts";
+import { renderResultsMarkdown } from "../../lib/report/findings_markdown.ts";
+import { changeRecord, seeds, study } from "./study_fixtures.ts";
+
+Deno.test("renderResultsMarkdown: main table and six verdicts, numbers with their cell ids", () => {
+  const full = seeds("full", [0.8, 0.82]), ln = seeds("layernorm", [0.79, 0.8]);
+  const data = study({
+    finetune: [...full, ...seeds("bitfit", [0.78, 0.8]), ...ln],
+    change: [changeRecord("RTE", { output_layernorm: 3, query: 1 })],
+  });
+  const md = renderResultsMarkdown(data);
+  assert.match(md, /^## Results: profile `cpu`/);
+  assert.match(md, /### Main table/);
+  assert.match(md, /Full fine-tuning \| accuracy \| 81\.00 ± 1\.41/);
+  assert.ok(md.includes(`${full[0].id} ${full[1].id}`), "the main table names the runs of each number");
+  assert.ok(md.includes(`${data.change[0].id}`));
+  assert.match(md, /\/tmp\/normtune-synthetic-results\/ID\.json/);
+  for (let i = 1; i <= 6; i++) assert.match(md, new RegExp(`### Finding ${i}: `));
+  assert.match(md, /Finding 1: .*\(\*\*supported\*\*\)/);
+  assert.match(md, /Finding 4: .*\(\*\*not enough data\*\*\)/);
+  // The study's, one beside each of the six verdicts and each of the three control checks.
+  assert.equal((md.match(/Model caveat/g) ?? []).length, 10);
+  assert.equal(evaluateFindings(data).length, 6);
+  // No control runs: the control checks are there, and say they could not be judged.
+  assert.match(md, /### Control checks/);
+  assert.match(md, /### Control check C1: LayerNorm-only beats head-only \(\*\*not enough data\*\*\)/);
+  assert.match(md, /profile `cpu` runs no `head` control/);
+  assert.ok(!md.includes("Head only (control)"), "no control rows in the main table");
+  // With controls: they join the main table, below the main methods.
+  const withControls = renderResultsMarkdown(study({
+    finetune: [...data.finetune, ...seeds("head", [0.6, 0.62])],
+  }));
+  assert.match(withControls, /\| RTE +\| Head only \(control\) +\| accuracy \| 61\.00 ± 1\.41/);
+  assert.match(withControls, /Control check C1: .*\(\*\*supported\*\*\)/);
+});
