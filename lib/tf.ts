@@ -7,6 +7,10 @@
  * Backends, in the order `auto` tries them:
  * - `tensorflow`: native libtensorflow through `@tensorflow/tfjs-node-gpu`, else `@tensorflow/tfjs-node`.
  *   Optional: installing them downloads libtensorflow, so a plain install never pulls them in.
+ * - `webgpu`: `@tensorflow/tfjs-backend-webgpu` on Deno's built-in WebGPU (Vulkan, Metal, D3D12). `auto`
+ *   never takes a software adapter (llvmpipe, lavapipe, SwiftShader: slower than wasm), and takes a GPU
+ *   only once training reads asynchronously (`WEBGPU_TRAINS`, lib/backend/webgpu.ts). Asked for by name
+ *   it runs on any adapter (CI tests it on llvmpipe). Imported only when tried.
  * - `wasm`: `@tensorflow/tfjs-backend-wasm` (SIMD), works everywhere Deno runs.
  * - `cpu`: the pure-JavaScript reference backend; slow, but every op exists and is exact.
  *
@@ -19,11 +23,12 @@ import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
 import { setThreadsCount, setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import { installBackend } from "./backend/install.ts";
+import { autoTakesWebgpu, findAdapter } from "./backend/webgpu.ts";
 
 export { tf };
 
-export type BackendName = "auto" | "tensorflow" | "wasm" | "cpu";
-export const BACKENDS: readonly BackendName[] = ["auto", "tensorflow", "wasm", "cpu"];
+export type BackendName = "auto" | "tensorflow" | "webgpu" | "wasm" | "cpu";
+export const BACKENDS: readonly BackendName[] = ["auto", "tensorflow", "webgpu", "wasm", "cpu"];
 
 const NATIVE_VERSION = "4.22.0";
 const NATIVE_HELP =
@@ -65,6 +70,37 @@ async function tryNative(): Promise<string | undefined> {
   return undefined;
 }
 
+const WEBGPU_HELP = "the webgpu backend found no WebGPU adapter. On Linux Deno's WebGPU runs on Vulkan: " +
+  "install the GPU's Vulkan driver (NVIDIA's driver ships one; Mesa's: apt-get install mesa-vulkan-drivers) " +
+  "and check with `vulkaninfo --summary`; see docs/gpu.md. Or choose another backend (--backend wasm).";
+
+/** The adapter webgpu runs on, once started (for reports such as the benchmark's JSON). */
+let webgpuAdapterName: string | undefined;
+
+/** The name of the WebGPU adapter in use, or undefined when the backend is not webgpu. */
+export function webgpuAdapter(): string | undefined {
+  return tf.getBackend() === "webgpu" ? webgpuAdapterName : undefined;
+}
+
+/**
+ * Starts webgpu if an adapter exists, and in `auto` only if that adapter is hardware. Returns the
+ * backend's label, or a note saying why it was skipped.
+ */
+async function tryWebgpu(explicit: boolean): Promise<{ label?: string; note: string }> {
+  const found = await findAdapter();
+  if (!found) return { note: "no WebGPU adapter" };
+  const kind = found.software ? "software" : "hardware";
+  if (!explicit) {
+    const { take, note } = autoTakesWebgpu(found);
+    if (!take) return { note };
+  }
+  // Imported only now: it registers its kernels and a backend factory, which nothing else needs.
+  await import("@tensorflow/tfjs-backend-webgpu");
+  if (!(await tf.setBackend("webgpu"))) return { note: `WebGPU adapter "${found.name}" did not start` };
+  webgpuAdapterName = found.name;
+  return { label: `webgpu (${kind} adapter "${found.name}")`, note: "" };
+}
+
 async function tryWasm(): Promise<boolean> {
   // Deno has no bundler to place the .wasm files: point the backend at the installed package.
   setWasmPaths(new URL("../node_modules/@tensorflow/tfjs-backend-wasm/dist/", import.meta.url).href);
@@ -82,7 +118,7 @@ let chosen: string | undefined;
 /**
  * Selects the backend (once per process; later calls with the same wish return the same answer) and
  * installs the project's gradients and kernels for it. Returns the name of the backend in use. Asking for one that cannot start is an error that says how
- * to install it.
+ * to install it. The WebGPU adapter taken or skipped is always said on stderr.
  */
 export async function initBackend(wish: BackendName = backendFromEnv(), quiet = true): Promise<string> {
   if (chosen && (wish === "auto" || tf.getBackend() === wish)) return tf.getBackend();
@@ -91,6 +127,14 @@ export async function initBackend(wish: BackendName = backendFromEnv(), quiet = 
     const pkg = await tryNative();
     if (pkg) got = `tensorflow (${pkg})`;
     else if (wish === "tensorflow") throw new Error(NATIVE_HELP);
+  }
+  if (!got && (wish === "webgpu" || wish === "auto")) {
+    const { label, note } = await tryWebgpu(wish === "webgpu");
+    if (label) got = label;
+    else if (wish === "webgpu") {
+      throw new Error(note === "no WebGPU adapter" ? WEBGPU_HELP : `webgpu: ${note}`);
+    } // Said even when quiet: which adapter was skipped (or taken, below) is what a GPU user checks first.
+    else if (note !== "no WebGPU adapter" || !quiet) console.error(`normtune: ${note}`);
   }
   if (!got && (wish === "wasm" || wish === "auto")) {
     if (await tryWasm()) got = "wasm";
@@ -105,6 +149,7 @@ export async function initBackend(wish: BackendName = backendFromEnv(), quiet = 
     if (await tf.setBackend("cpu")) got = "cpu";
   }
   if (!got) throw new Error(`no TensorFlow.js backend could start (asked for ${wish})`);
+  if (got.startsWith("webgpu") && quiet) console.error(`normtune: backend ${got}`);
   chosen = got;
   // The tfjs-core build Deno loads registers no gradients; the fused kernels and wasm fixes are ours too.
   installBackend(tf, tf.getBackend());

@@ -12,7 +12,7 @@
  *   deno task bench --quick --out /tmp/q.json        # the smoke test CI runs (tests/bench/bench_test.ts)
  *
  * Flags: --shapes tiny,mini,base  --modes full,bitfit,layernorm  --workers 1,2  --repeats N  --warmup N
- *        --batch N --seq N  --no-torch  --torch-steps N  --no-profile  --no-extras  --backend wasm|cpu
+ *        --batch N --seq N  --no-torch  --torch-steps N  --no-profile  --no-extras  --backend wasm|cpu|webgpu
  *        --micro-batch N (rows per pass, gradients accumulated; default 2 for bert-base full, else all)
  *        --out FILE (default reports/bench.json)  --quick
  */
@@ -57,7 +57,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(
       "usage: deno task bench [--quick] [--shapes tiny,mini,base] [--modes full,bitfit,layernorm] " +
         "[--workers 1,2] [--repeats N] [--warmup N] [--batch N --seq N] [--no-torch] [--torch-steps N] " +
-        "[--no-profile] [--no-extras] [--backend wasm|cpu] [--micro-batch N] [--out FILE]",
+        "[--no-profile] [--no-extras] [--backend wasm|cpu|webgpu] [--micro-batch N] [--out FILE]",
     );
     return 0;
   }

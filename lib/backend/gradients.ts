@@ -88,6 +88,11 @@ export function stockGradients(tf: Tfjs): tf.GradConfig[] {
       const inputs = { dy: tf.reshape(dy, [indices.size, width]), indices };
       return tf.engine().runKernel(FUSED.scatterRows, inputs, { shape: tableShape }) as tf.Tensor;
     }
+    // On a GPU the sum stays there (webgpu cannot read synchronously); wasm lacks this kernel.
+    if (tf.getKernel("UnsortedSegmentSum", tf.getBackend())) {
+      const flat = tf.reshape(dy, [indices.size, width]);
+      return tf.reshape(tf.unsortedSegmentSum(flat, tf.reshape(indices, [indices.size]), rows), tableShape);
+    }
     const idx = indices.dataSync();
     const g = dy.dataSync() as Float32Array;
     const out = new Float32Array(rows * width);

@@ -9,7 +9,8 @@
  * - per backend, from `BACKEND_KERNELS`: the fused kernels (lib/backend/fused_kernels.ts) where the
  *   backend's tensors live in JavaScript-visible memory (wasm, cpu), replacements for slow stock kernels
  *   (lib/backend/wasm_kernels.ts), and what must wait for the started backend (the wasm heap guard,
- *   lib/backend/heap_guard.ts). A new backend (webgpu) adds its entry there.
+ *   lib/backend/heap_guard.ts; on webgpu clear errors for synchronous reads and for memory the GPU cannot hold, lib/backend/webgpu.ts
+ *   and lib/backend/gpu_memory.ts).
  *
  * `tf` is passed in rather than imported so that this folder never imports lib/tf.ts at run time: the
  * registration code sits below the module that calls it, with no import circle.
@@ -20,6 +21,8 @@ import { fusedKernels } from "./fused_kernels.ts";
 import { stockGradients } from "./gradients.ts";
 import { guardWasmHeap } from "./heap_guard.ts";
 import { type KernelReplacement, wasmReplacements } from "./wasm_kernels.ts";
+import { guardGpuMemory } from "./gpu_memory.ts";
+import { guardWebgpuReadSync } from "./webgpu.ts";
 
 type Tfjs = typeof tf;
 
@@ -37,6 +40,16 @@ export interface BackendKernels {
 export const BACKEND_KERNELS: Record<string, (tf: Tfjs) => BackendKernels> = {
   wasm: (tf) => ({ add: fusedKernels("wasm"), replace: wasmReplacements(tf), started: guardWasmHeap }),
   cpu: () => ({ add: fusedKernels("cpu"), replace: [] }),
+  // The fused kernels read and write tensors in JavaScript memory: on a GPU they would copy every tensor
+  // back and forth, so webgpu runs the op-by-op path (lib/bert/ops.ts) on its stock kernels.
+  webgpu: () => ({
+    add: [],
+    replace: [],
+    started: (backend) => {
+      guardWebgpuReadSync(backend);
+      guardGpuMemory(backend);
+    },
+  }),
 };
 
 /** What this process has installed: "gradients" and backend names. */

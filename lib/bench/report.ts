@@ -46,6 +46,8 @@ export interface BenchReport {
   version: 1;
   date: string;
   backend: string;
+  /** The WebGPU adapter's name, on webgpu. */
+  adapter?: string;
   quick: boolean;
   command: string;
   host: { cores: number; deno: string; v8: string };

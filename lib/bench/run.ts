@@ -8,7 +8,8 @@
  * const report = await runBench({ ...QUICK, out: "reports/bench-quick.json" });
  * ```
  */
-import { type BackendName, initBackend } from "../tf.ts";
+import { type BackendName, initBackend, webgpuAdapter } from "../tf.ts";
+import { benchTrainStepAsync, matMulPeakAsync } from "./gpu_step.ts";
 import { benchMatMulForms, type MatMulRow } from "./matmul.ts";
 import { type BenchReport, formatCases, type ReportCase, type ShapeReport, toReportCase } from "./report.ts";
 import { type BenchMode, type BenchShape, getShape, largestProduct, type ShapeName } from "./shapes.ts";
@@ -110,12 +111,15 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     : script
     ? `PyTorch reference: ${script}`
     : "no PyTorch reference found (set NORMTUNE_TORCH_STEP or place ../shared/bench/torch_step.py): no ratios";
+  // On webgpu: in-process steps timed asynchronously (gpu_step.ts), one worker, no eval/Fisher cases yet.
+  const onGpu = backend === "webgpu";
   log(`bench: backend ${backend}; ${torchNote}`);
   const report: BenchReport = {
     normtune: "bench",
     version: 1,
     date: new Date().toISOString(),
     backend,
+    ...(onGpu ? { adapter: webgpuAdapter() } : {}),
     quick: o.quick ?? false,
     command: o.command ?? "",
     host: { cores: navigator.hardwareConcurrency, deno: Deno.version.deno, v8: Deno.version.v8 },
@@ -128,10 +132,12 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   for (const name of o.shapes) {
     const shape = getShape(name);
     const batch = o.batch ?? shape.batch, seq = o.seq ?? shape.seq;
-    const forms = benchMatMulForms(largestProduct(shape, batch, seq), {
-      repeats: o.quick ? 1 : 5,
-      batched: [batch * shape.heads, seq, shape.hidden / shape.heads],
-    });
+    const forms = onGpu
+      ? [await matMulPeakAsync(largestProduct(shape, batch, seq), { repeats: o.quick ? 1 : 5 })]
+      : benchMatMulForms(largestProduct(shape, batch, seq), {
+        repeats: o.quick ? 1 : 5,
+        batched: [batch * shape.heads, seq, shape.hidden / shape.heads],
+      });
     const peak: MatMulRow = forms.find((f) => f.form === "plain")!;
     const shapeReport: ShapeReport = { shape: name, matmulPeak: peak, matmulForms: forms };
     report.shapes.push(shapeReport);
@@ -143,8 +149,12 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     };
     for (const mode of o.modes) {
       const results: CaseResult[] = [];
-      for (const workers of o.workers ?? defaultWorkers(shape)) {
+      for (const workers of onGpu ? [1] : o.workers ?? defaultWorkers(shape)) {
         try {
+          if (onGpu) {
+            results.push(await benchTrainStepAsync({ shape, mode, batch, seq, ...timed }));
+            continue;
+          }
           results.push(
             await benchTrainStep({
               shape,
@@ -171,7 +181,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       }
       for (const r of results) add(toReportCase(r, peak, torch));
     }
-    if (o.extras ?? true) {
+    if (onGpu && (o.extras ?? true)) log(`bench ${name}: eval and Fisher cases are not on webgpu yet`);
+    if ((o.extras ?? true) && !onGpu) {
       for (const [kind, fn] of [["eval", benchEval], ["fisher-layernorm", benchFisherLayerNorm]] as const) {
         try {
           add(toReportCase(await fn({ shape, batch, seq, ...timed, profile: o.profile ?? true }), peak));

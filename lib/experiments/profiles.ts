@@ -191,7 +191,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
   },
   paper: {
     name: "paper",
-    about: "bert-base-uncased, all nine GLUE tasks, 5 seeds; for GPU machines",
+    about: "bert-base-uncased, all nine GLUE tasks, 5 seeds; for GPU machines (docs/gpu.md)",
     model: "bert-base-uncased",
     tasks: ALL_TASKS,
     seeds: [0, 1, 2, 3, 4],

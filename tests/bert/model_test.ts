@@ -3,89 +3,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { initBackend, tf } from "../../lib/tf.ts";
 import { BertClassifier } from "../../lib/bert/model.ts";
-import { type BertConfig, readConfig } from "../../lib/bert/config.ts";
 import { readSafetensors, type TensorMap } from "../../lib/bert/safetensors.ts";
 import { loadCheckpoint } from "../../lib/bert/checkpoint.ts";
 import { isBias, isLayerNorm } from "../../lib/bert/names.ts";
 import { sharedModel } from "../env.ts";
+import { allGrads, assertClose, GOLDEN, golden, goldenBatch, goldenModel } from "./golden.ts";
 
-const GOLDEN = join(import.meta.dirname!, "..", "fixtures", "golden");
 const BACKENDS = ["cpu", "wasm"] as const;
-
-interface GoldenRow {
-  input_ids: number[];
-  token_type_ids: number[];
-  attention_mask: number[];
-}
-interface GoldenCase {
-  num_labels: number;
-  labels: number[];
-  logits: number[][];
-  loss: number;
-}
-interface Golden {
-  rows: GoldenRow[];
-  cls: GoldenCase;
-  reg: GoldenCase;
-}
-
-async function golden(): Promise<{ config: BertConfig; body: TensorMap; data: Golden }> {
-  return {
-    config: await readConfig(join(GOLDEN, "config.json")),
-    body: await readSafetensors(join(GOLDEN, "model.safetensors")),
-    data: JSON.parse(await Deno.readTextFile(join(GOLDEN, "golden.json"))),
-  };
-}
-
-async function goldenModel(
-  tag: "cls" | "reg",
-): Promise<{ model: BertClassifier; batch: Batch; g: GoldenCase }> {
-  const { config, body, data } = await golden();
-  const head = await readSafetensors(join(GOLDEN, `head_${tag}.safetensors`));
-  const g = data[tag];
-  const model = new BertClassifier(config, g.num_labels, new Map([...body, ...head]));
-  return { model, batch: goldenBatch(data), g };
-}
-
-function goldenBatch(data: Golden): Batch {
-  return batchFromEncoded(
-    data.rows.map((r) => ({
-      inputIds: r.input_ids,
-      tokenTypeIds: r.token_type_ids,
-      attentionMask: r.attention_mask,
-    })),
-  );
-}
-
-/** |got - want| <= atol + rtol |want| elementwise. */
-function assertClose(
-  got: ArrayLike<number>,
-  want: ArrayLike<number>,
-  what: string,
-  atol = 1e-5,
-  rtol = 1e-4,
-) {
-  assert.equal(got.length, want.length, `${what}: length`);
-  for (let i = 0; i < want.length; i++) {
-    const bound = atol + rtol * Math.abs(want[i]);
-    assert.ok(Math.abs(got[i] - want[i]) <= bound, `${what}[${i}]: got ${got[i]}, want ${want[i]}`);
-  }
-}
-
-/** Gradients of the mean loss for every parameter, by Hugging Face name. */
-function allGrads(
-  model: BertClassifier,
-  batch: Batch,
-  labels: number[],
-): { loss: number; grads: Map<string, Float32Array> } {
-  const vars = [...model.params.values()];
-  const { value, grads } = tf.variableGrads(() => model.loss(model.logits(batch), labels), vars);
-  const out = new Map<string, Float32Array>();
-  for (const [name, v] of model.params) out.set(name, grads[v.name].dataSync() as Float32Array);
-  const loss = value.dataSync()[0];
-  tf.dispose([value, ...Object.values(grads)]);
-  return { loss, grads: out };
-}
 
 for (const tag of ["cls", "reg"] as const) {
   Deno.test(`golden ${tag}: logits, loss and every gradient equal PyTorch's on cpu and wasm`, async () => {
@@ -97,7 +21,7 @@ for (const tag of ["cls", "reg"] as const) {
       assert.deepEqual(logits.shape, [3, g.num_labels]);
       assertClose(logits.dataSync(), g.logits.flat(), `${backend} logits`);
       logits.dispose();
-      const { loss, grads } = allGrads(model, batch, g.labels);
+      const { loss, grads } = await allGrads(model, batch, g.labels);
       assertClose([loss], [g.loss], `${backend} loss`);
       assert.equal(grads.size, want.size);
       for (const [name, t] of want) {
@@ -136,7 +60,7 @@ Deno.test("per-example gradients from one backward pass equal one-example passes
         batchSize: 1,
         seqLen: s,
       };
-      const { grads } = allGrads(model, one, [g.labels[b]]);
+      const { grads } = await allGrads(model, one, [g.labels[b]]);
       names.forEach((name, i) =>
         assertClose(batched[i][b].flat(), grads.get(name)!, `${backend} ${name} example ${b}`)
       );

@@ -1,0 +1,91 @@
+/**
+ * The golden fixture (tests/fixtures/golden, made by tools/make_golden.py with PyTorch): a 2-layer BERT,
+ * three encoded rows, and PyTorch's logits, loss and every gradient. Shared by the model tests of each
+ * backend (model_test.ts: cpu and wasm; webgpu_test.ts).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { tf } from "../../lib/tf.ts";
+import { type Batch, batchFromEncoded } from "../../lib/bert/batch.ts";
+import { BertClassifier } from "../../lib/bert/model.ts";
+import { type BertConfig, readConfig } from "../../lib/bert/config.ts";
+import { readSafetensors, type TensorMap } from "../../lib/bert/safetensors.ts";
+
+export const GOLDEN = join(import.meta.dirname!, "..", "fixtures", "golden");
+export interface GoldenRow {
+  input_ids: number[];
+  token_type_ids: number[];
+  attention_mask: number[];
+}
+export interface GoldenCase {
+  num_labels: number;
+  labels: number[];
+  logits: number[][];
+  loss: number;
+}
+export interface Golden {
+  rows: GoldenRow[];
+  cls: GoldenCase;
+  reg: GoldenCase;
+}
+
+export async function golden(): Promise<{ config: BertConfig; body: TensorMap; data: Golden }> {
+  return {
+    config: await readConfig(join(GOLDEN, "config.json")),
+    body: await readSafetensors(join(GOLDEN, "model.safetensors")),
+    data: JSON.parse(await Deno.readTextFile(join(GOLDEN, "golden.json"))),
+  };
+}
+
+export async function goldenModel(
+  tag: "cls" | "reg",
+): Promise<{ model: BertClassifier; batch: Batch; g: GoldenCase }> {
+  const { config, body, data } = await golden();
+  const head = await readSafetensors(join(GOLDEN, `head_${tag}.safetensors`));
+  const g = data[tag];
+  const model = new BertClassifier(config, g.num_labels, new Map([...body, ...head]));
+  return { model, batch: goldenBatch(data), g };
+}
+
+export function goldenBatch(data: Golden): Batch {
+  return batchFromEncoded(
+    data.rows.map((r) => ({
+      inputIds: r.input_ids,
+      tokenTypeIds: r.token_type_ids,
+      attentionMask: r.attention_mask,
+    })),
+  );
+}
+
+/** |got - want| <= atol + rtol |want| elementwise. */
+export function assertClose(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  what: string,
+  atol = 1e-5,
+  rtol = 1e-4,
+) {
+  assert.equal(got.length, want.length, `${what}: length`);
+  for (let i = 0; i < want.length; i++) {
+    const bound = atol + rtol * Math.abs(want[i]);
+    assert.ok(Math.abs(got[i] - want[i]) <= bound, `${what}[${i}]: got ${got[i]}, want ${want[i]}`);
+  }
+}
+
+/**
+ * Gradients of the mean loss for every parameter, by Hugging Face name. Read with `data()`, not
+ * `dataSync()`: webgpu cannot read synchronously under Deno.
+ */
+export async function allGrads(
+  model: BertClassifier,
+  batch: Batch,
+  labels: number[],
+): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+  const vars = [...model.params.values()];
+  const { value, grads } = tf.variableGrads(() => model.loss(model.logits(batch), labels), vars);
+  const out = new Map<string, Float32Array>();
+  for (const [name, v] of model.params) out.set(name, await grads[v.name].data() as Float32Array);
+  const loss = (await value.data())[0];
+  tf.dispose([value, ...Object.values(grads)]);
+  return { loss, grads: out };
+}
