@@ -97,7 +97,8 @@ function memoryNow(): MemoryFigures {
 
 const LR = 1e-4;
 
-function result(
+/** A case's figures from its timing: the one place a `CaseResult` is put together. */
+export function caseResult(
   o: CaseOptions,
   kind: CaseKind,
   workers: number,
@@ -171,7 +172,7 @@ export async function benchTrainStep(
     const memory = { ...memoryNow(), ...(workerHeapBytes ? { workerHeapBytes } : {}) };
     const profile = o.profile && !engine ? await profileKernels(step) : undefined;
     const trainable = countTrainable(selection, shapes).trainable;
-    return result(
+    return caseResult(
       o,
       o.mode,
       workers,
@@ -214,7 +215,7 @@ export async function benchEval(o: CaseOptions): Promise<CaseResult> {
     const timing = measure(step, { warmup: o.warmup ?? 1, repeats: o.repeats ?? 3 });
     const profile = o.profile ? await profileKernels(step) : undefined;
     const flops = stepFlops(o.shape, "layernorm", batchSize, seq).forward;
-    return result(o, "eval", 1, 0, timing, flops, losses.slice(-(o.repeats ?? 3)), memoryNow(), profile);
+    return caseResult(o, "eval", 1, 0, timing, flops, losses.slice(-(o.repeats ?? 3)), memoryNow(), profile);
   } finally {
     model.dispose();
   }
@@ -242,7 +243,7 @@ export async function benchFisherLayerNorm(o: CaseOptions): Promise<CaseResult> 
     const profile = o.profile ? await profileKernels(step) : undefined;
     const flops = stepFlops(o.shape, "layernorm", batchSize, seq).step;
     const loss = tf.tidy(() => model.loss(model.logits(batch), labels).dataSync()[0]);
-    return result(o, "fisher-layernorm", 1, trainable, timing, flops, [loss], memoryNow(), profile);
+    return caseResult(o, "fisher-layernorm", 1, trainable, timing, flops, [loss], memoryNow(), profile);
   } finally {
     model.dispose();
   }

@@ -18,7 +18,7 @@ import { AdamW } from "../tuning/optimizer.ts";
 import { randomBatch, randomTensors } from "./inputs.ts";
 import type { MatMulRow } from "./matmul.ts";
 import { type BenchMode, NUM_LABELS, shapeConfig, stepFlops } from "./shapes.ts";
-import type { CaseOptions, CaseResult } from "./cases.ts";
+import { type CaseOptions, type CaseResult, caseResult } from "./cases.ts";
 import { measureAsync } from "./timing.ts";
 
 const LR = 1e-4;
@@ -79,20 +79,8 @@ export async function benchTrainStepAsync(o: CaseOptions & { mode: BenchMode }):
     const timing = await measureAsync(step, timed);
     const flops = stepFlops(o.shape, o.mode, batchSize, seq).step;
     const trainable = opt.names.reduce((n, name) => n + elementCount(model.params.get(name)!.shape), 0);
-    return {
-      kind: o.mode,
-      shape: o.shape.name,
-      workers: 1,
-      batch: batchSize,
-      seq,
-      trainable,
-      timing,
-      examplesPerSecond: batchSize / timing.median,
-      flops,
-      gflops: flops / timing.median / 1e9,
-      losses: losses.slice(-timed.repeats),
-      memory: { tfBytes: tf.memory().numBytes, rssBytes: Deno.memoryUsage().rss },
-    };
+    const memory = { tfBytes: tf.memory().numBytes, rssBytes: Deno.memoryUsage().rss };
+    return caseResult(o, o.mode, 1, trainable, timing, flops, losses.slice(-timed.repeats), memory);
   } finally {
     opt.dispose();
     model.dispose();
