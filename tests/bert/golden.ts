@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { tf } from "../../lib/tf.ts";
 import { type Batch, batchFromEncoded } from "../../lib/bert/batch.ts";
 import { BertClassifier } from "../../lib/bert/model.ts";
+import { isLayerNorm } from "../../lib/bert/names.ts";
 import { type BertConfig, readConfig } from "../../lib/bert/config.ts";
 import { readSafetensors, type TensorMap } from "../../lib/bert/safetensors.ts";
 
@@ -88,4 +89,29 @@ export async function allGrads(
   const loss = (await value.data())[0];
   tf.dispose([value, ...Object.values(grads)]);
   return { loss, grads: out };
+}
+
+/**
+ * Frozen weights get no gradient computed: on the golden model, LayerNorm-only gradients run no product with
+ * a weight's shape ([16, 16], [32, 16], [16, 32]), all-parameter gradients at least 12 (6 dense weights per
+ * layer, 2 layers). `products` names the kernels that compute a weight gradient on the active backend.
+ */
+export async function assertFrozenWeightsGetNoGradient(products: string[]): Promise<void> {
+  const { model, batch, g } = await goldenModel("cls");
+  const weightProducts = async (vars: tf.Variable[]) => {
+    const info = await tf.profile(() => {
+      const { value, grads } = tf.variableGrads(() => model.loss(model.logits(batch), g.labels), vars);
+      assert.deepEqual(Object.keys(grads).sort(), vars.map((v) => v.name).sort());
+      tf.dispose([value, ...Object.values(grads)]);
+    });
+    const weightShapes = ["16,16", "32,16", "16,32"];
+    return info.kernels.filter((k) =>
+      products.includes(k.name) && weightShapes.includes(String(k.outputShapes[0]))
+    )
+      .length;
+  };
+  const layerNorms = [...model.params].filter(([n]) => isLayerNorm(n)).map(([, v]) => v);
+  assert.equal(await weightProducts(layerNorms), 0);
+  assert.ok(await weightProducts([...model.params.values()]) >= 12);
+  model.dispose();
 }
