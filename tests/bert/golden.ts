@@ -6,9 +6,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { tf } from "../../lib/tf.ts";
-import { type Batch, batchFromEncoded } from "../../lib/bert/batch.ts";
+import { type Batch, batchFromEncoded, sliceRows } from "../../lib/bert/batch.ts";
 import { BertClassifier } from "../../lib/bert/model.ts";
-import { isLayerNorm } from "../../lib/bert/names.ts";
+import { isBias, isLayerNorm } from "../../lib/bert/names.ts";
 import { type BertConfig, readConfig } from "../../lib/bert/config.ts";
 import { readSafetensors, type TensorMap } from "../../lib/bert/safetensors.ts";
 
@@ -113,5 +113,37 @@ export async function assertFrozenWeightsGetNoGradient(products: string[]): Prom
   const layerNorms = [...model.params].filter(([n]) => isLayerNorm(n)).map(([, v]) => v);
   assert.equal(await weightProducts(layerNorms), 0);
   assert.ok(await weightProducts([...model.params.values()]) >= 12);
+  model.dispose();
+}
+
+/**
+ * Per-example gradients from one backward pass equal one-example passes, on the golden model and the active
+ * backend: every element-wise parameter tiled to [n, ...shape]; the summed loss's gradient w.r.t. copy b is
+ * example b's own gradient (what Fisher scores need). `where` names the backend in messages.
+ */
+export async function assertPerExampleGradients(where: string): Promise<void> {
+  const { model, batch, g } = await goldenModel("cls");
+  const names = [...model.params.keys()].filter((n) => isLayerNorm(n) || isBias(n));
+  const n = batch.batchSize;
+  const perExample = tf.tidy(() => {
+    const tiled = names.map((name) => {
+      const p = model.params.get(name)!;
+      return tf.tile(tf.expandDims(p, 0), [n, ...p.shape.map(() => 1)]);
+    });
+    const f = (...xs: tf.Tensor[]) => {
+      const overrides = new Map(names.map((name, i) => [name, xs[i]]));
+      return tf.mul(model.loss(model.logits(batch, { overrides }), g.labels), n) as tf.Scalar;
+    };
+    return tf.grads(f)(tiled);
+  });
+  // Read asynchronously: webgpu has no synchronous read under Deno.
+  const batched = await Promise.all(perExample.map((t) => t.array() as Promise<number[][]>));
+  tf.dispose(perExample);
+  for (let b = 0; b < n; b++) {
+    const { grads } = await allGrads(model, sliceRows(batch, b, 1), [g.labels[b]]);
+    names.forEach((name, i) =>
+      assertClose(batched[i][b].flat(), grads.get(name)!, `${where} ${name} example ${b}`)
+    );
+  }
   model.dispose();
 }

@@ -1,16 +1,16 @@
-import { type Batch, batchFromEncoded } from "../../lib/bert/batch.ts";
+import { batchFromEncoded } from "../../lib/bert/batch.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { initBackend, tf } from "../../lib/tf.ts";
 import { BertClassifier } from "../../lib/bert/model.ts";
 import { readSafetensors, type TensorMap } from "../../lib/bert/safetensors.ts";
 import { loadCheckpoint } from "../../lib/bert/checkpoint.ts";
-import { isBias, isLayerNorm } from "../../lib/bert/names.ts";
 import { sharedModel } from "../env.ts";
 import {
   allGrads,
   assertClose,
   assertFrozenWeightsGetNoGradient,
+  assertPerExampleGradients,
   GOLDEN,
   golden,
   goldenBatch,
@@ -44,36 +44,7 @@ for (const tag of ["cls", "reg"] as const) {
 Deno.test("per-example gradients from one backward pass equal one-example passes", async () => {
   for (const backend of BACKENDS) {
     await initBackend(backend);
-    const { model, batch, g } = await goldenModel("cls");
-    const names = [...model.params.keys()].filter((n) => isLayerNorm(n) || isBias(n));
-    const n = batch.batchSize, s = batch.seqLen;
-    // One pass: every element-wise parameter tiled to [n, ...shape]; the summed loss's gradient
-    // w.r.t. copy b is example b's own gradient.
-    const batched = tf.tidy(() => {
-      const tiled = names.map((name) => {
-        const p = model.params.get(name)!;
-        return tf.tile(tf.expandDims(p, 0), [n, ...p.shape.map(() => 1)]);
-      });
-      const f = (...xs: tf.Tensor[]) => {
-        const overrides = new Map(names.map((name, i) => [name, xs[i]]));
-        return tf.mul(model.loss(model.logits(batch, { overrides }), g.labels), n) as tf.Scalar;
-      };
-      return tf.grads(f)(tiled).map((t) => t.arraySync() as number[][]);
-    });
-    for (let b = 0; b < n; b++) {
-      const one: Batch = {
-        inputIds: batch.inputIds.slice(b * s, (b + 1) * s),
-        tokenTypeIds: batch.tokenTypeIds.slice(b * s, (b + 1) * s),
-        attentionMask: batch.attentionMask.slice(b * s, (b + 1) * s),
-        batchSize: 1,
-        seqLen: s,
-      };
-      const { grads } = await allGrads(model, one, [g.labels[b]]);
-      names.forEach((name, i) =>
-        assertClose(batched[i][b].flat(), grads.get(name)!, `${backend} ${name} example ${b}`)
-      );
-    }
-    model.dispose();
+    await assertPerExampleGradients(backend);
   }
 });
 

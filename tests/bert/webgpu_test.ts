@@ -9,28 +9,23 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { initBackend, tf } from "../../lib/tf.ts";
 import { fusedKernelsActive } from "../../lib/bert/fused_ops.ts";
-import type { Batch } from "../../lib/bert/batch.ts";
 import { readSafetensors } from "../../lib/bert/safetensors.ts";
-import { isBias, isLayerNorm } from "../../lib/bert/names.ts";
+import { isLayerNorm } from "../../lib/bert/names.ts";
 import { computeFisher, type LabeledBatch } from "../../lib/analysis/fisher_information.ts";
 import { AdamW } from "../../lib/tuning/optimizer.ts";
 import type { Selection } from "../../lib/tuning/modes.ts";
-import { allGrads, assertClose, assertFrozenWeightsGetNoGradient, GOLDEN, goldenModel } from "./golden.ts";
+import {
+  allGrads,
+  assertClose,
+  assertFrozenWeightsGetNoGradient,
+  assertPerExampleGradients,
+  GOLDEN,
+  goldenModel,
+} from "./golden.ts";
 
 async function webgpu(): Promise<void> {
   assert.equal(await initBackend("webgpu"), "webgpu");
   assert.equal(fusedKernelsActive(), false, "webgpu runs the op-by-op path");
-}
-
-function oneExample(batch: Batch, b: number): Batch {
-  const s = batch.seqLen;
-  return {
-    inputIds: batch.inputIds.slice(b * s, (b + 1) * s),
-    tokenTypeIds: batch.tokenTypeIds.slice(b * s, (b + 1) * s),
-    attentionMask: batch.attentionMask.slice(b * s, (b + 1) * s),
-    batchSize: 1,
-    seqLen: s,
-  };
 }
 
 for (const tag of ["cls", "reg"] as const) {
@@ -57,27 +52,7 @@ for (const tag of ["cls", "reg"] as const) {
 
 Deno.test("webgpu: per-example gradients from one pass equal one-example passes", async () => {
   await webgpu();
-  const { model, batch, g } = await goldenModel("cls");
-  const names = [...model.params.keys()].filter((n) => isLayerNorm(n) || isBias(n));
-  const n = batch.batchSize;
-  const perExample = tf.tidy(() => {
-    const tiled = names.map((name) => {
-      const p = model.params.get(name)!;
-      return tf.tile(tf.expandDims(p, 0), [n, ...p.shape.map(() => 1)]);
-    });
-    const f = (...xs: tf.Tensor[]) => {
-      const overrides = new Map(names.map((name, i) => [name, xs[i]]));
-      return tf.mul(model.loss(model.logits(batch, { overrides }), g.labels), n) as tf.Scalar;
-    };
-    return tf.grads(f)(tiled);
-  });
-  const batched = await Promise.all(perExample.map((t) => t.array() as Promise<number[][]>));
-  tf.dispose(perExample);
-  for (let b = 0; b < n; b++) {
-    const { grads } = await allGrads(model, oneExample(batch, b), [g.labels[b]]);
-    names.forEach((name, i) => assertClose(batched[i][b].flat(), grads.get(name)!, `${name} example ${b}`));
-  }
-  model.dispose();
+  await assertPerExampleGradients("webgpu");
 });
 
 Deno.test("webgpu: batched per-example Fisher equals the one-example loop and cpu's", async () => {
