@@ -99,43 +99,56 @@ async function takeExamples(
 }
 
 /**
+ * Labels sampled from the model (`draws`: one per example, drawn beforehand in example order so the result
+ * does not depend on how examples are batched): for classes `draws[b]` is a uniform in [0, 1) fed to the
+ * inverse CDF of softmax(logits[b]); for regression it is a standard normal ε and y = pred + ε. The labels
+ * are constants of the gradient, so `logitsOf` runs as a forward pass of its own before it: the values
+ * are read with `await` (webgpu cannot read synchronously), which a gradient function cannot do. It is
+ * the same computation as the gradient pass's forward, so the logits, and the labels, are the same.
+ */
+async function sampleLabels(
+  logitsOf: () => tf.Tensor,
+  numLabels: number,
+  draws: number[],
+): Promise<number[]> {
+  const logits = tf.tidy(logitsOf); // [batch, numLabels]
+  let values: number[][];
+  try {
+    values = (await logits.array()) as number[][];
+  } finally {
+    logits.dispose();
+  }
+  if (numLabels === 1) return values.map((row, b) => row[0] + draws[b]);
+  return values.map((row, b) => {
+    // Inverse-CDF draw from softmax(row), computed in float64.
+    const m = Math.max(...row);
+    const e = row.map((v) => Math.exp(v - m));
+    const z = e.reduce((a, x) => a + x, 0);
+    let u = draws[b] * z, k = 0;
+    while (k < e.length - 1 && u >= e[k]) u -= e[k++];
+    return k;
+  });
+}
+
+/**
  * Σ_b -log p(y_b | x_b) for a batch: cross-entropy summed (not averaged, so that per-example gradients
- * come out unscaled), or ½ Σ (pred - y)² for regression. With `draws` (one per example, drawn beforehand
- * in example order so the result does not depend on how examples are batched) the labels are sampled
- * from the model instead: for classes `draws[b]` is a uniform in [0, 1) fed to the inverse CDF of
- * softmax(logits[b]); for regression it is a standard normal ε and y = pred + ε.
+ * come out unscaled), or ½ Σ (pred - y)² for regression (`labels` are then the targets).
  */
 function negLogLikelihoodSum(
   logits: tf.Tensor2D, // [batch, numLabels]
   labels: number[],
   numLabels: number,
-  draws?: number[],
 ): tf.Scalar {
-  // Reading values inside the gradient function is fine: the sampled labels are constants.
-  const values = draws ? logits.arraySync() : undefined;
   if (numLabels === 1) {
-    const y = values ? values.map((row, b) => row[0] + draws![b]) : labels;
-    const diff = tf.sub(tf.reshape(logits, [-1]), tf.tensor1d(y, "float32"));
+    const diff = tf.sub(tf.reshape(logits, [-1]), tf.tensor1d(labels, "float32"));
     return tf.mul(0.5, tf.sum(tf.square(diff)));
   }
-  let ys = labels;
-  if (values) {
-    ys = values.map((row, b) => {
-      // Inverse-CDF draw from softmax(row), computed in float64.
-      const m = Math.max(...row);
-      const e = row.map((v) => Math.exp(v - m));
-      const z = e.reduce((a, x) => a + x, 0);
-      let u = draws![b] * z, k = 0;
-      while (k < e.length - 1 && u >= e[k]) u -= e[k++];
-      return k;
-    });
-  }
-  for (const y of ys) {
+  for (const y of labels) {
     if (!Number.isInteger(y) || y < 0 || y >= numLabels) {
       throw new Error(`label ${y} is not a class index in [0, ${numLabels})`);
     }
   }
-  const onehot = tf.oneHot(tf.tensor1d(ys, "int32"), numLabels); // [batch, numLabels]
+  const onehot = tf.oneHot(tf.tensor1d(labels, "int32"), numLabels); // [batch, numLabels]
   return tf.neg(tf.sum(tf.mul(onehot, tf.logSoftmax(logits))));
 }
 
@@ -195,20 +208,24 @@ export async function computeFisher(
       const batch = stackRows(chunk, len);
       const labels = chunk.map((r) => r.label);
       const chunkDraws = draws && idx.map((i) => draws![i]);
-      const grads = tf.tidy(() => {
-        const tiled = names.map((name) => {
+      const tiled = tf.tidy(() =>
+        names.map((name) => {
           const p = model.params.get(name)!; // [...shape]
           return tf.tile(tf.expandDims(p, 0), [chunk.length, ...p.shape.map(() => 1)]); // [B, ...shape]
-        });
-        const f = (...xs: tf.Tensor[]) => {
-          const overrides = new Map(names.map((name, i) => [name, xs[i]]));
-          const logits = model.logits(batch, { training: false, overrides });
-          return negLogLikelihoodSum(logits, labels, numLabels, chunkDraws);
-        };
-        return tf.grads(f)(tiled);
-      });
-      names.forEach((name, i) => addSquares(name, grads[i], true));
-      tf.dispose(grads);
+        })
+      );
+      try {
+        const logitsOf = (xs: tf.Tensor[]) =>
+          model.logits(batch, { training: false, overrides: new Map(names.map((name, i) => [name, xs[i]])) });
+        const ys = chunkDraws ? await sampleLabels(() => logitsOf(tiled), numLabels, chunkDraws) : labels;
+        const grads = tf.tidy(() =>
+          tf.grads((...xs: tf.Tensor[]) => negLogLikelihoodSum(logitsOf(xs), ys, numLabels))(tiled)
+        );
+        names.forEach((name, i) => addSquares(name, grads[i], true));
+        tf.dispose(grads);
+      } finally {
+        tf.dispose(tiled);
+      }
       opts.onProgress?.(Math.min(start + bs, n), n);
       await Promise.resolve(); // let timers and signals run between passes
     }
@@ -218,10 +235,9 @@ export async function computeFisher(
     for (let i = 0; i < n; i++) {
       const { batch: src, row, label } = rows[i];
       const batch = sliceBatch(src, row, row + 1, usedLength(src, row, row + 1));
-      const { value, grads } = tf.variableGrads(() => {
-        const logits = model.logits(batch, { training: false });
-        return negLogLikelihoodSum(logits, [label], numLabels, draws && [draws[i]]);
-      }, vars);
+      const logitsOf = () => model.logits(batch, { training: false });
+      const ys = draws ? await sampleLabels(logitsOf, numLabels, [draws[i]]) : [label];
+      const { value, grads } = tf.variableGrads(() => negLogLikelihoodSum(logitsOf(), ys, numLabels), vars);
       value.dispose();
       for (const [varName, g] of Object.entries(grads)) addSquares(byVarName.get(varName)!, g, false);
       tf.dispose(Object.values(grads));

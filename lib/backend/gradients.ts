@@ -93,6 +93,8 @@ export function stockGradients(tf: Tfjs): tf.GradConfig[] {
       const flat = tf.reshape(dy, [indices.size, width]);
       return tf.reshape(tf.unsortedSegmentSum(flat, tf.reshape(indices, [indices.size]), rows), tableShape);
     }
+    // Synchronous reads are fine here: only a backend with neither kernel comes this far, and webgpu
+    // (which cannot read synchronously) has UnsortedSegmentSum. A gradient function cannot await anyway.
     const idx = indices.dataSync();
     const g = dy.dataSync() as Float32Array;
     const out = new Float32Array(rows * width);

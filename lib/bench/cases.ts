@@ -4,6 +4,8 @@
  *   the trained parameters only, the mode's mask, global-norm clipping at 1, AdamW with weight decay
  *   0.01, the non-finite check), in-process (`workers: 1`, optionally over micro-batches) or with the
  *   gradients computed by the data-parallel engine (lib/parallel), exactly as `finetune --workers N`;
+ *   on webgpu the same in-process step (its reads are asynchronous, so a timed step ends once the GPU
+ *   has run its update);
  * - an evaluation forward pass;
  * - per-example Fisher scores of the LayerNorm parameters: lib/analysis/fisher_information.ts
  *   `computeFisher` with the defaults `normtune fisher` and the study use (batched method, 8 examples
@@ -14,6 +16,7 @@
  * r.timing.median; // seconds per step
  * ```
  */
+import type { Batch } from "../bert/batch.ts";
 import { BertClassifier } from "../bert/model.ts";
 import { parameterShapes } from "../bert/names.ts";
 import type { TensorMap } from "../bert/safetensors.ts";
@@ -26,7 +29,7 @@ import { StepRunner } from "../tuning/step.ts";
 import { randomBatch, randomTensors } from "./inputs.ts";
 import { formatProfile, type KernelProfile, profileKernels } from "./profile.ts";
 import { type BenchMode, type BenchShape, NUM_LABELS, shapeConfig, stepFlops } from "./shapes.ts";
-import { measure, measureAsync, type Timing } from "./timing.ts";
+import { measureAsync, type Timing } from "./timing.ts";
 
 export type CaseKind = BenchMode | "eval" | "fisher-layernorm";
 
@@ -164,7 +167,7 @@ export async function benchTrainStep(
     const step = async () => {
       const r = engine
         ? await runner.stepOn(engine, batch, labels, LR, t++)
-        : runner.step(batch, labels, LR, t++);
+        : await runner.step(batch, labels, LR, t++);
       losses.push(r.loss);
       workerHeapBytes = r.heapBytes;
     };
@@ -202,17 +205,25 @@ function inProcessCase(o: CaseOptions) {
   return { model, batchSize, seq, ...randomBatch(batchSize, seq, o.seed ?? 0) };
 }
 
-/** An evaluation forward pass (logits read back), in-process. */
+/** The loss of `model` on a batch, read asynchronously (webgpu cannot read synchronously). */
+async function lossOf(model: BertClassifier, batch: Batch, labels: Int32Array): Promise<number> {
+  const loss = tf.tidy(() => model.loss(model.logits(batch), labels));
+  try {
+    return (await loss.data())[0];
+  } finally {
+    loss.dispose();
+  }
+}
+
+/** An evaluation forward pass (its loss read back, which waits for the pass), in-process. */
 export async function benchEval(o: CaseOptions): Promise<CaseResult> {
   const { model, batch, labels, batchSize, seq } = inProcessCase(o);
   const losses: number[] = [];
-  const step = () =>
-    tf.tidy(() => {
-      const logits = model.logits(batch);
-      losses.push(model.loss(logits, labels).dataSync()[0]);
-    });
+  const step = async () => {
+    losses.push(await lossOf(model, batch, labels));
+  };
   try {
-    const timing = measure(step, { warmup: o.warmup ?? 1, repeats: o.repeats ?? 3 });
+    const timing = await measureAsync(step, { warmup: o.warmup ?? 1, repeats: o.repeats ?? 3 });
     const profile = o.profile ? await profileKernels(step) : undefined;
     const flops = stepFlops(o.shape, "layernorm", batchSize, seq).forward;
     return caseResult(o, "eval", 1, 0, timing, flops, losses.slice(-(o.repeats ?? 3)), memoryNow(), profile);
@@ -242,7 +253,7 @@ export async function benchFisherLayerNorm(o: CaseOptions): Promise<CaseResult> 
     const timing = await measureAsync(step, { warmup: o.warmup ?? 1, repeats: o.repeats ?? 3 });
     const profile = o.profile ? await profileKernels(step) : undefined;
     const flops = stepFlops(o.shape, "layernorm", batchSize, seq).step;
-    const loss = tf.tidy(() => model.loss(model.logits(batch), labels).dataSync()[0]);
+    const loss = await lossOf(model, batch, labels);
     return caseResult(o, "fisher-layernorm", 1, trainable, timing, flops, [loss], memoryNow(), profile);
   } finally {
     model.dispose();

@@ -155,11 +155,11 @@ export class BertClassifier {
     });
   }
 
-  /** Current parameter values (copies), by name. */
-  exportTensors(): TensorMap {
+  /** Current parameter values (copies), by name; read asynchronously (webgpu cannot read synchronously). */
+  async exportTensors(): Promise<TensorMap> {
     const out: TensorMap = new Map();
     for (const [name, v] of this.params) {
-      out.set(name, { shape: [...v.shape], data: new Float32Array(v.dataSync() as Float32Array) });
+      out.set(name, { shape: [...v.shape], data: new Float32Array((await v.data()) as Float32Array) });
     }
     return out;
   }

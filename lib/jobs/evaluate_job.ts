@@ -78,7 +78,7 @@ export async function runEvaluate(c: EvaluateConfig): Promise<EvaluateRun> {
   const model = new BertClassifier(ck.config, ck.numLabels, ck.tensors);
   try {
     const set = encodeExamples(tokenizer, examples, maxLen);
-    const r = evaluateModel(model, task, set, { batchSize, label: `eval ${task.name} ${split}` });
+    const r = await evaluateModel(model, task, set, { batchSize, label: `eval ${task.name} ${split}` });
     return {
       task: task.name,
       split,

@@ -66,7 +66,7 @@ export async function runForward(config: ForwardConfig): Promise<ForwardRun> {
   const model = new BertClassifier(ckpt.config, c.numLabels, ckpt.tensors);
   let result: ForwardResult;
   try {
-    result = forwardAll(model, rows, c.batchSize);
+    result = await forwardAll(model, rows, c.batchSize);
   } finally {
     model.dispose();
   }
@@ -96,9 +96,14 @@ export interface ForwardResult {
 
 /**
  * Logits for every row (in batches), and with labels the mean loss over all rows and its gradient for
- * every parameter: the sum over batches of (batch share) x (gradient of the batch mean).
+ * every parameter: the sum over batches of (batch share) x (gradient of the batch mean). Values are read
+ * with `await` (webgpu cannot read synchronously), so tensors are disposed by hand, not by tf.tidy.
  */
-export function forwardAll(model: BertClassifier, rows: EncodedInput[], batchSize: number): ForwardResult {
+export async function forwardAll(
+  model: BertClassifier,
+  rows: EncodedInput[],
+  batchSize: number,
+): Promise<ForwardResult> {
   const labelled = rows[0].label !== undefined;
   const names = [...model.params.keys()];
   const vars = names.map((n) => model.params.get(n)!);
@@ -109,25 +114,33 @@ export function forwardAll(model: BertClassifier, rows: EncodedInput[], batchSiz
     const chunk = rows.slice(start, start + batchSize);
     const batch = batchFromEncoded(chunk);
     if (!labelled) {
-      logits.push(...tf.tidy(() => model.logits(batch).arraySync()));
+      const l = tf.tidy(() => model.logits(batch));
+      try {
+        logits.push(...(await l.array()) as number[][]);
+      } finally {
+        l.dispose();
+      }
       continue;
     }
     const labels = chunk.map((r) => r.label!);
     const share = chunk.length / rows.length;
-    let out: number[][] = [];
+    let kept: tf.Tensor | undefined;
     const { value, grads } = tf.variableGrads(() => {
       const l = model.logits(batch);
-      out = l.arraySync();
+      kept = tf.keep(l); // read after the pass: nothing can be awaited inside it
       return model.loss(l, labels);
     }, vars);
-    logits.push(...out);
-    loss += share * value.dataSync()[0];
-    vars.forEach((v, i) => {
-      const g = grads[v.name].dataSync();
-      const a = acc[i];
-      for (let j = 0; j < a.length; j++) a[j] += share * g[j];
-    });
-    tf.dispose([value, ...Object.values(grads)]);
+    try {
+      logits.push(...(await kept!.array()) as number[][]);
+      loss += share * (await value.data())[0];
+      for (let i = 0; i < vars.length; i++) {
+        const g = await grads[vars[i].name].data();
+        const a = acc[i];
+        for (let j = 0; j < a.length; j++) a[j] += share * g[j];
+      }
+    } finally {
+      tf.dispose([kept!, value, ...Object.values(grads)]);
+    }
   }
   if (!labelled) return { logits };
   const gradMap: TensorMap = new Map(

@@ -34,7 +34,7 @@ export const MICRO_SEED_STRIDE = 7919;
  * batch). Gradients are written into `into` when given (arrays of the parameters' sizes, e.g. shared
  * buffers), else into new arrays.
  */
-export function computeGrads(
+export async function computeGrads(
   model: BertClassifier,
   batch: Batch,
   labels: Int32Array | Float32Array,
@@ -43,7 +43,7 @@ export function computeGrads(
   training = true,
   microBatch = 0,
   into?: Map<string, Float32Array>,
-): GradResult {
+): Promise<GradResult> {
   const vars = names.map((name) => {
     const v = model.params.get(name);
     if (!v) throw new Error(`gradient engine: "${name}" is not a parameter of the model`);
@@ -65,23 +65,26 @@ export function computeGrads(
     const part = step === rows ? batch : sliceRows(batch, start, count);
     const partLabels = step === rows ? labels : labels.subarray(start, start + count);
     const w = count / rows;
-    loss += w *
-      gradsInto(model, part, partLabels, names, vars, seed + MICRO_SEED_STRIDE * i, training, out, w, i > 0);
+    const microSeed = seed + MICRO_SEED_STRIDE * i;
+    loss += w * await gradsInto(model, part, partLabels, names, vars, microSeed, training, out, w, i > 0);
   }
   const h = heapBytes();
   return h === undefined ? { loss, grads: out } : { loss, grads: out, heapBytes: [h] };
 }
 
-/** A tensor's values without a copy where possible (wasm: a heap view, valid until the next allocation). */
-function valuesOf(t: tf.Tensor): Float32Array {
+/**
+ * A tensor's values: on wasm a view of its heap (no copy; valid until the next allocation, so it is
+ * used before any `await`), elsewhere read with `await data()` (webgpu cannot read synchronously).
+ */
+function valuesOf(t: tf.Tensor): Float32Array | Promise<Float32Array> {
   // deno-lint-ignore no-explicit-any
   const backend = tf.backend() as any;
   if (typeof backend.typedArrayFromHeap === "function") return backend.typedArrayFromHeap(t);
-  return t.dataSync() as Float32Array;
+  return t.data() as Promise<Float32Array>;
 }
 
 /** One forward/backward pass: out[name] = w * grad (or += when `add`); returns the pass's mean loss. */
-function gradsInto(
+async function gradsInto(
   model: BertClassifier,
   batch: Batch,
   labels: Int32Array | Float32Array,
@@ -92,19 +95,21 @@ function gradsInto(
   out: Map<string, Float32Array>,
   w: number,
   add: boolean,
-): number {
+): Promise<number> {
   const { value, grads } = tf.variableGrads(
     () => model.loss(model.logits(batch, { training, seed }), labels),
     vars,
   );
   try {
-    const loss = value.dataSync()[0];
-    names.forEach((name, i) => {
-      const g = valuesOf(grads[vars[i].name]), o = out.get(name)!;
+    const loss = (await value.data())[0];
+    for (let i = 0; i < names.length; i++) {
+      const found = valuesOf(grads[vars[i].name]);
+      // A wasm heap view is used at once: an await in between could let an allocation move the heap.
+      const g = found instanceof Promise ? await found : found, o = out.get(names[i])!;
       if (add) { for (let j = 0; j < g.length; j++) o[j] += w * g[j]; }
       else if (w === 1) o.set(g);
       else for (let j = 0; j < g.length; j++) o[j] = w * g[j];
-    });
+    }
     return loss;
   } finally {
     tf.dispose([value, ...Object.values(grads)]);

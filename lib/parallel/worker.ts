@@ -33,7 +33,16 @@ async function handle(msg: ToWorker): Promise<void> {
       if (!model) throw new Error("worker: grads before init");
       const { labels, ...batch } = msg.batch;
       const into = new Map(msg.out.map(([name, , data]) => [name, data]));
-      const r = computeGrads(model, batch, labels, msg.names, msg.seed, msg.training, msg.microBatch, into);
+      const r = await computeGrads(
+        model,
+        batch,
+        labels,
+        msg.names,
+        msg.seed,
+        msg.training,
+        msg.microBatch,
+        into,
+      );
       send({ type: "grads", id: msg.id, loss: r.loss, heapBytes: r.heapBytes?.[0] });
       return;
     }

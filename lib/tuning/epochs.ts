@@ -82,7 +82,7 @@ export async function trainEpochs(l: Loop): Promise<void> {
           schedule(state.step),
           deriveSeed(DROPOUT_SALT, identity.seed, state.step),
         ] as const;
-        r = engine ? await runner.stepOn(engine, ...args) : runner.step(...args);
+        r = engine ? await runner.stepOn(engine, ...args) : await runner.step(...args);
       } catch (err) {
         if (!(err instanceof NonFiniteError)) throw err;
         bar?.done("stopped");
@@ -111,7 +111,7 @@ export async function trainEpochs(l: Loop): Promise<void> {
       }
     }
     state.epochSeconds += (performance.now() - t0) / 1000;
-    const ev = evaluateModel(model, run.task, run.dev, { batchSize: identity.evalBatchSize });
+    const ev = await evaluateModel(model, run.task, run.dev, { batchSize: identity.evalBatchSize });
     const trainLoss = state.lossSum / state.lossCount;
     state.epochs.push({
       epoch: epoch + 1,

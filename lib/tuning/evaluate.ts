@@ -4,7 +4,7 @@
  *
  * ```ts
  * const data = encodeExamples(tokenizer, examples, 128);
- * const { metrics, predictions } = evaluateModel(model, task, data, { batchSize: 64 });
+ * const { metrics, predictions } = await evaluateModel(model, task, data, { batchSize: 64 });
  * ```
  */
 import { type EncodedSet, makeBatch } from "../bert/batch.ts";
@@ -35,7 +35,11 @@ export interface EvalOptions {
  * Predictions in example order: the argmax class (first of equal logits), or the score when the model
  * has one output (regression).
  */
-export function predict(model: BertClassifier, set: EncodedSet, opts: EvalOptions = {}): number[] {
+export async function predict(
+  model: BertClassifier,
+  set: EncodedSet,
+  opts: EvalOptions = {},
+): Promise<number[]> {
   const batchSize = opts.batchSize ?? 64;
   const out = new Array<number>(set.rows.length);
   const batches = evalBatches(set.lengths, batchSize);
@@ -44,9 +48,13 @@ export function predict(model: BertClassifier, set: EncodedSet, opts: EvalOption
   for (const indices of batches) {
     const batch = makeBatch(set, indices);
     const logits = tf.tidy(() => model.logits(batch, { training: false }));
-    const values = logits.dataSync() as Float32Array; // [batch, numLabels]
     const k = logits.shape[1];
-    logits.dispose();
+    let values: Float32Array; // [batch, numLabels]
+    try {
+      values = (await logits.data()) as Float32Array; // async: webgpu cannot read synchronously
+    } finally {
+      logits.dispose();
+    }
     indices.forEach((idx, r) => {
       if (k === 1) {
         out[idx] = values[r];
@@ -70,14 +78,14 @@ export interface EvalResult {
 }
 
 /** Scores the model on an encoded split with the task's official metrics (`main` included). */
-export function evaluateModel(
+export async function evaluateModel(
   model: BertClassifier,
   task: GlueTask,
   set: EncodedSet,
   opts: EvalOptions = {},
-): EvalResult {
+): Promise<EvalResult> {
   const start = performance.now();
-  const predictions = predict(model, set, opts);
+  const predictions = await predict(model, set, opts);
   const metrics = computeMetrics(task, predictions, set.labels);
   return { metrics, predictions, seconds: (performance.now() - start) / 1000 };
 }

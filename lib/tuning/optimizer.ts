@@ -14,9 +14,12 @@
  *
  * ```ts
  * const opt = new AdamW(model.params, selection, { weightDecay: 0.01 });
- * const masked = opt.maskGradients(grads); const { grads: clipped } = clipByGlobalNorm(masked, 1);
+ * const masked = opt.maskGradients(grads); const { grads: clipped } = await clipByGlobalNorm(masked, 1);
  * opt.apply(clipped, 1e-3);
  * ```
+ *
+ * Every read of a tensor's values here is `await data()`: webgpu cannot read synchronously under Deno,
+ * and on wasm/cpu it gives the same values as `dataSync()`.
  */
 import { isBias, isLayerNorm } from "../bert/names.ts";
 import type { TensorMap } from "../bert/safetensors.ts";
@@ -136,23 +139,27 @@ export class AdamW {
    * infinite update, which only this check sees. The moments need none: finite gradients (the caller
    * checks their norm) keep them finite.
    */
-  nonFinite(): string | undefined {
+  async nonFinite(): Promise<string | undefined> {
     if (this.names.length === 0) return undefined;
     // x * 0 is 0 for finite x and NaN otherwise, so each sum is 0 or NaN.
     const sums = tf.tidy(() => tf.stack(this.names.map((n) => tf.sum(tf.mul(this.#slots.get(n)!.param, 0)))));
-    const d = sums.dataSync();
-    sums.dispose();
+    let d: Float32Array;
+    try {
+      d = (await sums.data()) as Float32Array;
+    } finally {
+      sums.dispose();
+    }
     const i = d.findIndex((x) => x !== 0);
     return i < 0 ? undefined : this.names[i];
   }
 
   /** The moments as named tensors `m/NAME`, `v/NAME` (for saving a run's state). */
-  exportState(): TensorMap {
+  async exportState(): Promise<TensorMap> {
     const out: TensorMap = new Map();
     for (const name of this.names) {
       const s = this.#slots.get(name)!;
-      out.set(`m/${name}`, { shape: [...s.m.shape], data: s.m.dataSync() as Float32Array });
-      out.set(`v/${name}`, { shape: [...s.v.shape], data: s.v.dataSync() as Float32Array });
+      out.set(`m/${name}`, { shape: [...s.m.shape], data: (await s.m.data()) as Float32Array });
+      out.set(`v/${name}`, { shape: [...s.v.shape], data: (await s.v.data()) as Float32Array });
     }
     return out;
   }
@@ -192,15 +199,18 @@ export class AdamW {
  * happens (or `maxNorm` is 0 or Infinity, meaning "off") the same tensors come back, otherwise new ones
  * the caller disposes.
  */
-export function clipByGlobalNorm(
+export async function clipByGlobalNorm(
   grads: Map<string, tf.Tensor>,
   maxNorm: number,
-): { grads: Map<string, tf.Tensor>; norm: number } {
+): Promise<{ grads: Map<string, tf.Tensor>; norm: number }> {
   let norm = 0;
   if (grads.size > 0) {
     const sq = tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))));
-    norm = Math.sqrt(sq.dataSync()[0]);
-    sq.dispose();
+    try {
+      norm = Math.sqrt((await sq.data())[0]);
+    } finally {
+      sq.dispose();
+    }
   }
   if (!(maxNorm > 0) || !Number.isFinite(maxNorm) || !Number.isFinite(norm)) return { grads, norm };
   const coef = maxNorm / (norm + 1e-6);

@@ -214,7 +214,7 @@ export async function writeOutputs(
   state: SavedState,
   saveModel: boolean,
 ): Promise<{ out: string; metrics: RunMetrics; deltaPath: string; modelPath?: string }> {
-  const tuned = model.exportTensors();
+  const tuned = await model.exportTensors();
   const names = new Set([...run.selection.keys(), ...run.ck.initialized]);
   for (const name of tuned.keys()) if (name.startsWith(`${CLASSIFIER}.`)) names.add(name);
   const info: DeltaInfo = {

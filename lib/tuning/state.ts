@@ -69,10 +69,10 @@ export async function saveState(
   optimizer: AdamW,
   state: SavedState,
 ): Promise<void> {
-  const tensors: TensorMap = optimizer.exportState();
+  const tensors: TensorMap = await optimizer.exportState();
   for (const name of optimizer.names) {
     const v = params.get(name)!;
-    tensors.set(`param/${name}`, { shape: [...v.shape], data: v.dataSync() as Float32Array });
+    tensors.set(`param/${name}`, { shape: [...v.shape], data: (await v.data()) as Float32Array });
   }
   await writeSafetensors(path, tensors, { [STATE_KEY]: JSON.stringify(state) });
 }

@@ -2,11 +2,15 @@
  * The one training update, in-process or on the data-parallel engine (lib/parallel/engine.ts): gradients
  * of the trained parameters only (frozen ones get none computed), the mode's element mask, global-norm
  * clipping, AdamW (lib/tuning/optimizer.ts), and a check that nothing became non-finite. `finetune` and
- * the benchmark (lib/bench/train_step.ts) both run exactly this.
+ * the benchmark (lib/bench/cases.ts) both run exactly this, on every backend.
+ *
+ * Its reads (loss, gradient norm, the non-finite check, trained values) are `await data()`: webgpu cannot
+ * read synchronously under Deno. On a GPU each read also waits for the work queued before it, so a step
+ * returns once its update has run.
  *
  * ```ts
  * const runner = new StepRunner(model, selectTrainable("layernorm", model.params.keys()), { clip: 1 });
- * const { loss, gradNorm } = runner.step(batch, labels, 1e-3, 0);
+ * const { loss, gradNorm } = await runner.step(batch, labels, 1e-3, 0);
  * ```
  */
 import type { Batch } from "../bert/batch.ts";
@@ -60,14 +64,14 @@ export class StepRunner {
    * anything changes; an update that makes a parameter non-finite throws it after (the model's values
    * are then unusable: the run stops, its last saved state was finite).
    */
-  step(
+  async step(
     batch: Batch,
     labels: Int32Array | Float32Array,
     lr: number,
     dropoutSeed: number,
-  ): StepResult {
-    const { value, named } = this.#gradients(batch, labels, dropoutSeed);
-    return this.#update(value, named, lr);
+  ): Promise<StepResult> {
+    const { value, named } = await this.#gradients(batch, labels, dropoutSeed);
+    return await this.#update(value, named, lr);
   }
 
   /**
@@ -86,40 +90,41 @@ export class StepRunner {
     const r = await engine.grads(batch, labels, names, dropoutSeed);
     const named = new Map<string, tf.Tensor>();
     names.forEach((name, i) => named.set(name, tf.tensor(r.grads.get(name)!, variables[i].shape)));
-    const out = this.#update(tf.scalar(r.loss), named, lr);
-    await engine.setParams(this.trainedValues());
+    const out = await this.#update(tf.scalar(r.loss), named, lr);
+    await engine.setParams(await this.trainedValues());
     return r.heapBytes ? { ...out, heapBytes: r.heapBytes } : out;
   }
 
   /** The trained parameters' current values, by name (what replicas need after an update or a resume). */
-  trainedValues(): Map<string, Float32Array> {
-    return new Map(
-      this.optimizer.variables().map((
-        v,
-      ) => [this.#nameOf.get(v.name) ?? v.name, v.dataSync() as Float32Array]),
-    );
+  async trainedValues(): Promise<Map<string, Float32Array>> {
+    const out = new Map<string, Float32Array>();
+    for (const v of this.optimizer.variables()) {
+      out.set(this.#nameOf.get(v.name) ?? v.name, (await v.data()) as Float32Array);
+    }
+    return out;
   }
 
   /**
    * Masks, clips and applies gradients; a non-finite loss or norm throws before anything changes, a
    * non-finite result of the update after it.
    */
-  #update(
+  async #update(
     value: tf.Tensor,
     named: Map<string, tf.Tensor>,
     lr: number,
-  ): StepResult {
+  ): Promise<StepResult> {
+    // Disposed in `finally`, not by tf.tidy (which cannot span an await).
     const owned = new Set<tf.Tensor>([value, ...named.values()]);
     try {
-      const loss = value.dataSync()[0];
+      const loss = (await value.data())[0];
       if (!Number.isFinite(loss)) throw new NonFiniteError(`loss is ${loss}`);
       const masked = this.optimizer.maskGradients(named);
       for (const g of masked.values()) owned.add(g);
-      const { grads: clipped, norm } = clipByGlobalNorm(masked, this.#clip);
+      const { grads: clipped, norm } = await clipByGlobalNorm(masked, this.#clip);
       for (const g of clipped.values()) owned.add(g);
       if (!Number.isFinite(norm)) throw new NonFiniteError(`gradient norm is ${norm} (loss ${loss})`);
       this.optimizer.apply(clipped, lr);
-      const bad = this.optimizer.nonFinite();
+      const bad = await this.optimizer.nonFinite();
       if (bad) {
         throw new NonFiniteError(
           `the update made "${bad}" non-finite (lr ${lr}, loss ${loss}, gradient norm ${norm})`,
@@ -132,11 +137,11 @@ export class StepRunner {
   }
 
   /** The batch's mean loss and the trained parameters' gradients, by name. */
-  #gradients(
+  async #gradients(
     batch: Batch,
     labels: Int32Array | Float32Array,
     seed: number,
-  ): { value: tf.Tensor; named: Map<string, tf.Tensor> } {
+  ): Promise<{ value: tf.Tensor; named: Map<string, tf.Tensor> }> {
     const model = this.#model;
     const variables = this.optimizer.variables();
     const named = new Map<string, tf.Tensor>();
@@ -144,7 +149,7 @@ export class StepRunner {
       // Gradient accumulation over micro-batches (lib/parallel/replica.ts), then back into tensors.
       const names = variables.map((v) => this.#nameOf.get(v.name) ?? v.name);
       this.#into ??= new Map(names.map((name, i) => [name, new Float32Array(variables[i].size)]));
-      const r = computeGrads(model, batch, labels, names, seed, true, this.#microBatch, this.#into);
+      const r = await computeGrads(model, batch, labels, names, seed, true, this.#microBatch, this.#into);
       names.forEach((name, i) => named.set(name, tf.tensor(r.grads.get(name)!, variables[i].shape)));
       return { value: tf.scalar(r.loss), named };
     }

@@ -209,7 +209,7 @@ async function finetuneIn(
         backend: o.backend,
         microBatch: identity.microBatch,
       });
-      await engine.setParams(runner.trainedValues()); // a resumed run's values
+      await engine.setParams(await runner.trainedValues()); // a resumed run's values
     }
     const resumedFrom = state.step;
     note(

@@ -159,7 +159,7 @@ Deno.test("constructor and inputs are validated with messages that name the prob
   const head = await readSafetensors(join(GOLDEN, "head_cls.safetensors"));
   const model = new BertClassifier(config, 3, new Map([...body, ...head]));
   // exportTensors round-trips the values given.
-  const exported = model.exportTensors();
+  const exported = await model.exportTensors();
   for (const [name, t] of exported) {
     const src = (body.get(name) ?? head.get(name))!;
     assert.deepEqual(t.shape, src.shape);

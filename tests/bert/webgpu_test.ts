@@ -55,39 +55,42 @@ Deno.test("webgpu: per-example gradients from one pass equal one-example passes"
   await assertPerExampleGradients("webgpu");
 });
 
-Deno.test("webgpu: batched per-example Fisher equals the one-example loop and cpu's", async () => {
-  const fisher = async (method: "batched" | "loop") => {
-    const { model, batch, g } = await goldenModel("cls");
-    const data: LabeledBatch[] = [{ batch, labels: g.labels }];
-    const before = tf.memory().numTensors;
-    const f = await computeFisher(model, data, {
-      params: "layernorm",
-      examples: 3,
-      seed: 0,
-      method,
-      batchSize: 2,
-    });
-    assert.equal(tf.memory().numTensors, before, `${method}: tensors leaked`);
-    model.dispose();
-    return f;
-  };
-  await initBackend("cpu");
-  const cpu = await fisher("batched");
-  await webgpu();
-  const batched = await fisher("batched");
-  const loop = await fisher("loop");
-  assert.ok(batched.size > 0);
-  for (const [name, want] of cpu) {
-    const scale = Math.max(...want.data.map(Math.abs));
-    assert.ok(scale > 0, `${name}: a Fisher of zero tests nothing`);
-    for (const [what, got] of [["batched", batched], ["loop", loop]] as const) {
-      const t = got.get(name)!;
-      for (let i = 0; i < want.data.length; i++) {
-        assert.ok(Math.abs(t.data[i] - want.data[i]) <= 1e-4 * scale, `${what} ${name}[${i}]`);
+for (const labels of ["true", "sampled"] as const) {
+  Deno.test(`webgpu: batched per-example Fisher (${labels} labels) equals the one-example loop and cpu's`, async () => {
+    const fisher = async (method: "batched" | "loop") => {
+      const { model, batch, g } = await goldenModel("cls");
+      const data: LabeledBatch[] = [{ batch, labels: g.labels }];
+      const before = tf.memory().numTensors;
+      const f = await computeFisher(model, data, {
+        params: "layernorm",
+        examples: 3,
+        seed: 0,
+        method,
+        batchSize: 2,
+        labels,
+      });
+      assert.equal(tf.memory().numTensors, before, `${method}: tensors leaked`);
+      model.dispose();
+      return f;
+    };
+    await initBackend("cpu");
+    const cpu = await fisher("batched");
+    await webgpu();
+    const batched = await fisher("batched");
+    const loop = await fisher("loop");
+    assert.ok(batched.size > 0);
+    for (const [name, want] of cpu) {
+      const scale = Math.max(...want.data.map(Math.abs));
+      assert.ok(scale > 0, `${name}: a Fisher of zero tests nothing`);
+      for (const [what, got] of [["batched", batched], ["loop", loop]] as const) {
+        const t = got.get(name)!;
+        for (let i = 0; i < want.data.length; i++) {
+          assert.ok(Math.abs(t.data[i] - want.data[i]) <= 1e-4 * scale, `${what} ${name}[${i}]`);
+        }
       }
     }
-  }
-});
+  });
+}
 
 Deno.test("webgpu: frozen weights get no gradient computed", async () => {
   await webgpu();

@@ -42,7 +42,7 @@ async function writeInputs(path: string, labels?: number[]): Promise<void> {
   await Deno.writeTextFile(path, lines.join("\n") + "\n");
 }
 
-for (const [tag, backend] of [["cls", "cpu"], ["reg", "wasm"]] as const) {
+for (const [tag, backend] of [["cls", "cpu"], ["reg", "wasm"], ["cls", "webgpu"]] as const) {
   Deno.test(`forward CLI (${tag}, ${backend}) writes the golden logits, loss and gradients`, async () => {
     const [dir, cleanup] = await tempDir();
     try {
@@ -93,7 +93,7 @@ Deno.test("forward CLI without labels writes only logits; a bad line fails namin
       "--out",
       out,
       "--backend",
-      "cpu",
+      "webgpu", // the logits read back asynchronously, as webgpu needs
     ]);
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal((JSON.parse(await Deno.readTextFile(join(out, "logits.json"))) as number[][]).length, 3);

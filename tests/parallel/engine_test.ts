@@ -61,7 +61,7 @@ Deno.test("workers give the in-process gradients (two to rounding, one exactly),
   const two = await createGradientEngine({ ...g, workers: 2, backend: "wasm" });
   try {
     assert.equal(two.workers, 2);
-    const a = computeGrads(local, g.batch, g.labels, names, 1, false);
+    const a = await computeGrads(local, g.batch, g.labels, names, 1, false);
     const bRes = await two.grads(g.batch, g.labels, names, 1, false);
     const b = { loss: bRes.loss, grads: new Map([...bRes.grads].map(([k, v]) => [k, v.slice()])) };
     assert.ok(Math.abs(a.loss - b.loss) < 1e-6, `loss ${a.loss} vs ${b.loss}`);
@@ -107,8 +107,8 @@ Deno.test("micro-batches accumulate to the whole batch's gradients", async () =>
   const model = new BertClassifier(g.config, g.numLabels, g.tensors);
   try {
     const names = [...model.params.keys()];
-    const whole = computeGrads(model, g.batch, g.labels, names, 1, false);
-    const micro = computeGrads(model, g.batch, g.labels, names, 1, false, 4); // 4 + 2 rows
+    const whole = await computeGrads(model, g.batch, g.labels, names, 1, false);
+    const micro = await computeGrads(model, g.batch, g.labels, names, 1, false, 4); // 4 + 2 rows
     assert.ok(Math.abs(whole.loss - micro.loss) < 1e-6);
     assert.ok(
       maxDiff(whole.grads, micro.grads) < 1e-6,

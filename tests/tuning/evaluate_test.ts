@@ -28,9 +28,9 @@ Deno.test("predictions come back in example order whatever the batching, padding
         l.dispose();
         return b > a ? 1 : 0;
       });
-      assert.deepEqual(predict(model, set, { batchSize: 7 }), one);
-      assert.deepEqual(predict(model, set, { batchSize: 64 }), one);
-      const r = evaluateModel(model, task, set, { batchSize: 16 });
+      assert.deepEqual(await predict(model, set, { batchSize: 7 }), one);
+      assert.deepEqual(await predict(model, set, { batchSize: 64 }), one);
+      const r = await evaluateModel(model, task, set, { batchSize: 16 });
       const acc = one.filter((p, i) => p === set.labels[i]).length / 40;
       assert.equal(r.metrics.accuracy, acc);
       assert.equal(r.metrics.main, acc);

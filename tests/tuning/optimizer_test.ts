@@ -63,7 +63,7 @@ Deno.test("AdamW matches a hand-computed two-step update (decay on weights, none
   tf.dispose([...params.values()]);
 });
 
-Deno.test("masked elements keep their exact bits, weight decay included", () => {
+Deno.test("masked elements keep their exact bits, weight decay included", async () => {
   const init = new Float32Array([0.1, -0.2, 0.3, 1 / 3, -0, 7.5]);
   const p = tf.variable(tf.tensor2d(init, [2, 3]));
   const mask = new Float32Array([1, 0, 0, 1, 0, 1]);
@@ -80,7 +80,7 @@ Deno.test("masked elements keep their exact bits, weight decay included", () => 
     if (mask[i] === 0) assert.ok(Object.is(got[i], init[i]), `element ${i} changed: ${got[i]}`);
     else assert.notEqual(got[i], init[i]);
   }
-  const state = opt.exportState();
+  const state = await opt.exportState();
   assert.deepEqual(
     [...state.get("m/a.weight")!.data].map((x, i) => mask[i] ? x !== 0 : x === 0),
     Array(6).fill(true),
@@ -89,14 +89,14 @@ Deno.test("masked elements keep their exact bits, weight decay included", () => 
   p.dispose();
 });
 
-Deno.test("state export and import restore the moments", () => {
+Deno.test("state export and import restore the moments", async () => {
   const mk = () => new Map([["l.weight", tf.variable(tf.tensor1d([1, 2, 3]))]]);
   const a = mk(), b = mk();
   const sel = new Map([["l.weight", "all" as const]]);
   const oa = new AdamW(a, sel), ob = new AdamW(b, sel);
   const g = new Map([["l.weight", tf.tensor1d([0.3, -0.1, 0.2])]]);
   oa.apply(g, 0.1);
-  ob.importState(oa.exportState(), oa.step);
+  ob.importState(await oa.exportState(), oa.step);
   b.get("l.weight")!.assign(a.get("l.weight")!);
   oa.apply(g, 0.05);
   ob.apply(g, 0.05);
@@ -107,16 +107,16 @@ Deno.test("state export and import restore the moments", () => {
   ob.dispose();
 });
 
-Deno.test("global-norm clipping as torch does, and no decay on biases and LayerNorm", () => {
+Deno.test("global-norm clipping as torch does, and no decay on biases and LayerNorm", async () => {
   const grads = new Map([["a", tf.tensor1d([3, 0])], ["b", tf.tensor1d([0, 4])]]);
   const before = tf.memory().numTensors;
-  const { grads: clipped, norm } = clipByGlobalNorm(grads, 1);
+  const { grads: clipped, norm } = await clipByGlobalNorm(grads, 1);
   assert.ok(Math.abs(norm - 5) < 1e-6);
   const a = clipped.get("a")!.dataSync();
   assert.ok(Math.abs(a[0] - 3 / (5 + 1e-6)) < 1e-6);
   assert.equal(tf.memory().numTensors, before + 2);
   tf.dispose([...clipped.values()]);
-  const same = clipByGlobalNorm(grads, 10);
+  const same = await clipByGlobalNorm(grads, 10);
   assert.equal(same.grads, grads);
   tf.dispose([...grads.values()]);
   assert.equal(decays("bert.pooler.dense.weight"), true);

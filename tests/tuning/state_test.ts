@@ -50,14 +50,14 @@ Deno.test("state round trip restores parameters and moments; stale temp files go
       Float32Array.from([4]),
       "untrained parameters are not in the state",
     );
-    assert.deepEqual(o2.exportState(), o1.exportState());
+    assert.deepEqual(await o2.exportState(), await o1.exportState());
     assert.equal(o2.step, 1);
     await clearRun(p);
     assert.equal(await readState(p.state), undefined);
 
     // A state with non-finite values (saved by a version that did not check) is refused, not resumed.
     await Deno.mkdir(p.stateDir, { recursive: true });
-    const bad = o1.exportState();
+    const bad = await o1.exportState();
     bad.set("param/a.weight", { shape: [3], data: Float32Array.from([1, NaN, 3]) });
     await Deno.writeFile(p.state, encodeSafetensors(bad, { normtune_state: JSON.stringify(state) }));
     await assert.rejects(readState(p.state), /state\.safetensors: tensor "param\/a\.weight" .*NaN.*--fresh/);

@@ -16,14 +16,14 @@ function values(model: BertClassifier): Map<string, Float32Array> {
   return new Map([...model.params].map(([n, v]) => [n, v.dataSync() as Float32Array]));
 }
 
-function train(selection: Selection, steps: number) {
+async function train(selection: Selection, steps: number) {
   const model = new BertClassifier(ck.config, 2, ck.tensors);
   const runner = new StepRunner(model, selection, { weightDecay: 0.01 });
   const before = values(model);
   const gradNames: string[][] = [];
   const counts: number[] = [];
   for (let s = 0; s < steps; s++) {
-    gradNames.push(runner.step(batch, labels, 1e-2, s).gradNames);
+    gradNames.push((await runner.step(batch, labels, 1e-2, s)).gradNames);
     counts.push(tf.memory().numTensors);
   }
   const after = values(model);
@@ -35,9 +35,9 @@ function train(selection: Selection, steps: number) {
 const names = [...parameterShapes(ck.config, 2).keys()];
 
 for (const mode of ["layernorm", "bitfit", "layernorm-output", "head", "head-pooler"] as ModeName[]) {
-  Deno.test(`${mode}: frozen parameters bitwise unchanged, gradients only for trained ones`, () => {
+  Deno.test(`${mode}: frozen parameters bitwise unchanged, gradients only for trained ones`, async () => {
     const selection = selectTrainable(mode, names);
-    const { before, after, gradNames } = train(selection, 3);
+    const { before, after, gradNames } = await train(selection, 3);
     for (const g of gradNames) assert.deepEqual(g.sort(), [...selection.keys()].sort());
     for (const name of names) {
       const same = bitwiseEqual(before.get(name)!, after.get(name)!);
@@ -50,7 +50,7 @@ for (const mode of ["layernorm", "bitfit", "layernorm-output", "head", "head-poo
   });
 }
 
-Deno.test("masked parameter: unselected elements keep their bits, selected ones move", () => {
+Deno.test("masked parameter: unselected elements keep their bits, selected ones move", async () => {
   const q = "bert.encoder.layer.1.attention.self.query.weight";
   const mask = new Float32Array(16 * 16);
   for (let i = 0; i < mask.length; i += 7) mask[i] = 1;
@@ -59,7 +59,7 @@ Deno.test("masked parameter: unselected elements keep their bits, selected ones 
     ["classifier.weight", "all"],
     ["classifier.bias", "all"],
   ]);
-  const { before, after } = train(selection, 3);
+  const { before, after } = await train(selection, 3);
   const b = before.get(q)!, a = after.get(q)!;
   for (let i = 0; i < mask.length; i++) {
     if (mask[i]) assert.notEqual(a[i], b[i], `element ${i} did not train`);
@@ -88,18 +88,19 @@ Deno.test("frozen weights cost no gradient work: the step's gradient pass runs f
   assert.ok(ln.count + 13 <= full.count, `layernorm ${ln.count} vs full ${full.count} kernels`);
 });
 
-Deno.test("no tensor leaks across training steps", () => {
-  const { counts } = train(selectTrainable("full", names), 5);
+Deno.test("no tensor leaks across training steps", async () => {
+  const { counts } = await train(selectTrainable("full", names), 5);
   assert.equal(new Set(counts.slice(1)).size, 1, `tensor counts ${counts}`);
 });
 
-Deno.test("a diverging step (NaN loss) throws before changing anything", () => {
+Deno.test("a diverging step (NaN loss) throws before changing anything", async () => {
   const model = new BertClassifier(ck.config, 2, ck.tensors);
   const runner = new StepRunner(model, selectTrainable("full", names));
   try {
     const before = values(model);
     const bad = smallBatch().batch;
-    assert.throws(() => runner.step(bad, Float32Array.from([NaN, 0, 1]) as unknown as Int32Array, 1e-3, 0));
+    const nanLabels = Float32Array.from([NaN, 0, 1]) as unknown as Int32Array;
+    await assert.rejects(runner.step(bad, nanLabels, 1e-3, 0));
     const after = values(model);
     for (const n of names) assert.ok(bitwiseEqual(before.get(n)!, after.get(n)!), n);
   } finally {
@@ -108,14 +109,14 @@ Deno.test("a diverging step (NaN loss) throws before changing anything", () => {
   }
 });
 
-Deno.test("micro-batches accumulate to the whole batch's update (no dropout), without leaks", () => {
+Deno.test("micro-batches accumulate to the whole batch's update (no dropout), without leaks", async () => {
   const config = { ...ck.config, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 };
-  const run = (microBatch: number) => {
+  const run = async (microBatch: number) => {
     const model = new BertClassifier(config, 2, ck.tensors);
     const runner = new StepRunner(model, selectTrainable("bitfit", names), { weightDecay: 0.01, microBatch });
     const counts: number[] = [];
     for (let s = 0; s < 3; s++) {
-      runner.step(batch, labels, 1e-2, s);
+      await runner.step(batch, labels, 1e-2, s);
       counts.push(tf.memory().numTensors);
     }
     const out = values(model);
@@ -123,7 +124,7 @@ Deno.test("micro-batches accumulate to the whole batch's update (no dropout), wi
     model.dispose();
     return { out, counts };
   };
-  const whole = run(0), micro = run(1);
+  const whole = await run(0), micro = await run(1);
   assert.equal(new Set(micro.counts).size, 1, `tensor counts ${micro.counts}`);
   for (const [name, a] of whole.out) {
     // The key bias cancels in the softmax: its exact gradient is 0, so Adam turns rounding noise of
