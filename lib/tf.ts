@@ -8,9 +8,9 @@
  * - `tensorflow`: native libtensorflow through `@tensorflow/tfjs-node-gpu`, else `@tensorflow/tfjs-node`.
  *   Optional: installing them downloads libtensorflow, so a plain install never pulls them in.
  * - `webgpu`: `@tensorflow/tfjs-backend-webgpu` on Deno's built-in WebGPU (Vulkan, Metal, D3D12). `auto`
- *   never takes a software adapter (llvmpipe, lavapipe, SwiftShader: slower than wasm), and takes a GPU
- *   only once training reads asynchronously (`WEBGPU_TRAINS`, lib/backend/webgpu.ts). Asked for by name
- *   it runs on any adapter (CI tests it on llvmpipe). Imported only when tried.
+ *   takes a GPU and never a software adapter (llvmpipe, lavapipe, SwiftShader: slower than wasm;
+ *   lib/backend/webgpu.ts). Asked for by name it runs on any adapter (CI tests it on llvmpipe). Imported
+ *   only when tried.
  * - `wasm`: `@tensorflow/tfjs-backend-wasm` (SIMD), works everywhere Deno runs.
  * - `cpu`: the pure-JavaScript reference backend; slow, but every op exists and is exact.
  *

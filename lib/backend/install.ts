@@ -22,7 +22,7 @@ import { stockGradients } from "./gradients.ts";
 import { guardWasmHeap } from "./heap_guard.ts";
 import { type KernelReplacement, wasmReplacements } from "./wasm_kernels.ts";
 import { guardGpuMemory } from "./gpu_memory.ts";
-import { guardWebgpuReadSync } from "./webgpu.ts";
+import { guardWebgpuReadSync, webgpuReplacements } from "./webgpu.ts";
 
 type Tfjs = typeof tf;
 
@@ -41,10 +41,11 @@ export const BACKEND_KERNELS: Record<string, (tf: Tfjs) => BackendKernels> = {
   wasm: (tf) => ({ add: fusedKernels("wasm"), replace: wasmReplacements(tf), started: guardWasmHeap }),
   cpu: () => ({ add: fusedKernels("cpu"), replace: [] }),
   // The fused kernels read and write tensors in JavaScript memory: on a GPU they would copy every tensor
-  // back and forth, so webgpu runs the op-by-op path (lib/bert/ops.ts) on its stock kernels.
+  // back and forth, so webgpu runs the op-by-op path (lib/bert/ops.ts) on its stock kernels (AddN split
+  // to fit WebGPU's binding limit).
   webgpu: () => ({
     add: [],
-    replace: [],
+    replace: webgpuReplacements(),
     started: (backend) => {
       guardWebgpuReadSync(backend);
       guardGpuMemory(backend);

@@ -8,6 +8,7 @@
  * ```
  */
 import type { tf } from "../tf.ts";
+import type { KernelReplacement } from "./wasm_kernels.ts";
 
 /** The fields of a `GPUAdapterInfo` this module reads (a plain object in tests). */
 export interface AdapterInfoLike {
@@ -36,34 +37,18 @@ export function adapterName(info: AdapterInfoLike): string {
 }
 
 /**
- * Whether `auto` takes webgpu: never on a software adapter (slower than wasm); on a GPU only once
- * training and evaluation read tensors asynchronously. `WEBGPU_TRAINS` says whether they do.
+ * Whether `auto` takes webgpu: on a GPU yes (training, evaluation, Fisher and forward read tensors
+ * asynchronously, so everything runs there), never on a software adapter (slower than wasm).
  */
-export function autoTakesWebgpu(
-  found: FoundAdapter,
-  trains = WEBGPU_TRAINS,
-): { take: boolean; note: string } {
-  const named = `WebGPU adapter "${found.name}"`;
+export function autoTakesWebgpu(found: FoundAdapter): { take: boolean; note: string } {
   if (found.software) {
-    return { take: false, note: `${named} skipped: a software adapter is slower than wasm` };
-  }
-  if (!trains) {
     return {
       take: false,
-      note: `${named} (hardware) not taken by auto yet: the trainer and evaluation read tensors ` +
-        `synchronously, which Deno's WebGPU cannot (docs/gpu.md); --backend webgpu runs the model, ` +
-        `its gradients and the Fisher`,
+      note: `WebGPU adapter "${found.name}" skipped: a software adapter is slower than wasm`,
     };
   }
   return { take: true, note: "" };
 }
-
-/**
- * False until the training step, evaluation and state saving read tensors with `await data()`: they
- * use `dataSync()`, which webgpu cannot do under Deno (see `guardWebgpuReadSync`), so `auto` on a GPU
- * would stop at the first step. Flip it (and `autoTakesWebgpu`'s test) when they are async.
- */
-export const WEBGPU_TRAINS = false;
 
 export interface FoundAdapter {
   name: string;
@@ -138,4 +123,38 @@ export class WebgpuSyncReadError extends Error {
     );
     this.name = "WebgpuSyncReadError";
   }
+}
+
+/**
+ * tfjs-backend-webgpu's AddN binds every input as a storage buffer of one shader, and WebGPU allows
+ * `maxStorageBuffersPerShaderStage` of them (8 unless a larger limit is requested, which tfjs does not):
+ * more inputs fail validation ("Too many bindings of type StorageBuffers"), as the gradient clipping's
+ * global norm (one square sum per trained tensor) did. Its Concat splits its inputs; this does the same
+ * for AddN: sums of at most limit - 1 inputs (one binding is the output), then the sum of those.
+ */
+export function webgpuReplacements(): KernelReplacement[] {
+  return [{ kernelName: "AddN", replace: chunkedAddN }];
+}
+
+function chunkedAddN(stock: tf.KernelFunc): tf.KernelFunc {
+  const addN: tf.KernelFunc = (args) => {
+    const inputs = args.inputs as unknown as tf.TensorInfo[];
+    const backend = args.backend as unknown as {
+      device: { limits: { maxStorageBuffersPerShaderStage: number } };
+      disposeData(dataId: object): void;
+    };
+    const most = Math.max(2, backend.device.limits.maxStorageBuffersPerShaderStage - 1);
+    if (inputs.length <= most) return stock(args);
+    const sums: tf.TensorInfo[] = [];
+    for (let i = 0; i < inputs.length; i += most) {
+      const part = inputs.slice(i, i + most) as unknown as tf.NamedTensorInfoMap;
+      sums.push(stock({ ...args, inputs: part }) as tf.TensorInfo);
+    }
+    try {
+      return addN({ ...args, inputs: sums as unknown as tf.NamedTensorInfoMap });
+    } finally {
+      for (const t of sums) backend.disposeData(t.dataId);
+    }
+  };
+  return addN;
 }

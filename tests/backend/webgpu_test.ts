@@ -10,7 +10,6 @@ import {
   autoTakesWebgpu,
   findAdapter,
   isSoftwareAdapter,
-  WEBGPU_TRAINS,
   WebgpuSyncReadError,
 } from "../../lib/backend/webgpu.ts";
 import { initBackend, tf, webgpuAdapter } from "../../lib/tf.ts";
@@ -42,20 +41,12 @@ Deno.test("software adapters are told from GPUs by the fallback flag or the driv
   assert.equal(adapterName({}), "unnamed adapter");
 });
 
-Deno.test("auto's rule: a software adapter never, a GPU once training runs there", () => {
+Deno.test("auto's rule: a GPU yes, a software adapter never", () => {
   const gpu = { name: "NVIDIA H100 80GB HBM3", software: false, info: HARDWARE[0] };
   const cpu = { name: "llvmpipe (LLVM 15.0.6, 256 bits)", software: true, info: SOFTWARE[0] };
-  assert.deepEqual(autoTakesWebgpu(gpu, true), { take: true, note: "" });
-  assert.equal(autoTakesWebgpu(cpu, true).take, false);
-  assert.match(
-    autoTakesWebgpu(cpu, true).note,
-    /"llvmpipe \(LLVM 15.0.6, 256 bits\)" skipped: a software adapter/,
-  );
-  const notYet = autoTakesWebgpu(gpu, false);
-  assert.equal(notYet.take, false);
-  assert.match(notYet.note, /"NVIDIA H100 80GB HBM3" \(hardware\) not taken by auto yet/);
-  // Today's setting: the trainer still reads synchronously (see WEBGPU_TRAINS).
-  assert.deepEqual(autoTakesWebgpu(gpu), autoTakesWebgpu(gpu, WEBGPU_TRAINS));
+  assert.deepEqual(autoTakesWebgpu(gpu), { take: true, note: "" });
+  assert.equal(autoTakesWebgpu(cpu).take, false);
+  assert.match(autoTakesWebgpu(cpu).note, /"llvmpipe \(LLVM 15.0.6, 256 bits\)" skipped: a software adapter/);
 });
 
 /** Runs `code` (a module body with `tf`, `initBackend` in scope) in a fresh process. */
@@ -121,4 +112,19 @@ Deno.test("webgpu: a synchronous read of a GPU tensor is a clear error; CPU-side
   assert.equal(values.length, 64 * 64);
   assert.ok(values.every((v) => v === 64));
   tf.dispose([a, b]);
+});
+
+Deno.test("webgpu: addN of more tensors than one shader can bind equals their sum, without leaks", async () => {
+  await initBackend("webgpu");
+  // 4096 values each: large enough to run on the GPU. 20 inputs: more than the 7 one shader can take.
+  const xs = Array.from({ length: 20 }, (_, i) => tf.fill([64, 64], i + 1));
+  const backend = tf.backend() as unknown as { numDataIds(): number };
+  const [tensors, dataIds] = [tf.memory().numTensors, backend.numDataIds()];
+  const sum = tf.addN(xs);
+  const values = await sum.data();
+  assert.ok(values.every((v) => v === 210), `got ${values[0]}`); // 1 + 2 + ... + 20
+  sum.dispose();
+  assert.equal(tf.memory().numTensors, tensors);
+  assert.equal(backend.numDataIds(), dataIds, "the partial sums are released");
+  tf.dispose(xs);
 });
