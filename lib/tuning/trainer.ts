@@ -107,6 +107,12 @@ export async function finetune(options: FinetuneOptions): Promise<RunResult> {
   const backend = await initBackend(o.backend);
   // Every argument is checked before anything is written to OUT.
   const identity = await identityOf(o, backend);
+  if (backend === "webgpu" && identity.workers) {
+    // The workers are CPU data parallelism (a wasm heap each); one GPU already runs the whole batch.
+    throw new Error(
+      `--workers ${identity.workers} is for CPU backends; on webgpu leave it out (one process)`,
+    );
+  }
   const paths = runPaths(resolve(o.out));
   const saveEvery = checkSaveEvery(o.saveEvery);
   // One process per run folder: a second one waits, then finds the run finished (or resumes it).
