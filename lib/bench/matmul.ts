@@ -10,10 +10,11 @@
  * ```ts
  * const rows = benchMatMulForms([4096, 128, 512], { repeats: 5 });
  * rows.find((r) => r.form === "plain")!.gflops;
+ * const gpu = await matMulPeakAsync([4096, 768, 3072]); // on webgpu
  * ```
  */
 import { tf } from "../tf.ts";
-import { measure, type Timing } from "./timing.ts";
+import { measure, measureAsync, type Timing } from "./timing.ts";
 
 export type MatMulForm =
   | "plain"
@@ -61,7 +62,8 @@ const SYNCHRONOUS = new Set(["wasm", "cpu"]);
 
 /**
  * Waits for `y` on an asynchronous backend. Not by reading it back on wasm/cpu: copying a large result
- * out of the heap into a fresh JavaScript buffer costs more than the product (page faults).
+ * out of the heap into a fresh JavaScript buffer costs more than the product (page faults). The read is
+ * synchronous because these forms run only where that works (tensorflow); webgpu has `matMulPeakAsync`.
  */
 function settle(y: tf.Tensor): void {
   if (!SYNCHRONOUS.has(tf.getBackend())) y.dataSync();
@@ -133,6 +135,41 @@ export function benchMatMulForms([m, k, n]: [number, number, number], opts: MatM
 /** The plain product's rate at this shape: the peak every step figure is compared with. */
 export function matMulPeak(shape: [number, number, number], opts: MatMulOptions = {}): MatMulRow {
   return benchMatMulForms(shape, { ...opts, forms: ["plain"] })[0];
+}
+
+/**
+ * The plain product's rate timed asynchronously, for webgpu: `benchMatMulForms` times synchronously, which
+ * on a GPU measures only the recording of the work, and webgpu cannot read synchronously under Deno. Each
+ * run waits for one element of y to come back (reading all of y would time the copy, not the product).
+ */
+export async function matMulPeakAsync(
+  [m, k, n]: [number, number, number],
+  opts: { warmup?: number; repeats?: number } = {},
+): Promise<MatMulRow> {
+  const a = rand([m, k], 1), b = rand([k, n], 2);
+  const flops = 2 * m * k * n;
+  try {
+    const timing = await measureAsync(async () => {
+      const y = tf.matMul(a, b);
+      const corner = tf.slice(y, [0, 0], [1, 1]);
+      try {
+        await corner.data();
+      } finally {
+        tf.dispose([y, corner]);
+      }
+    }, { warmup: opts.warmup ?? 1, repeats: opts.repeats ?? 5 });
+    const shape = `[${m},${k}] x [${k},${n}]`;
+    return {
+      form: "plain",
+      shape,
+      flops,
+      seconds: timing.median,
+      gflops: flops / timing.median / 1e9,
+      timing,
+    };
+  } finally {
+    tf.dispose([a, b]);
+  }
 }
 
 export function formatMatMul(rows: MatMulRow[]): string {

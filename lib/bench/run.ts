@@ -9,8 +9,7 @@
  * ```
  */
 import { type BackendName, initBackend, webgpuAdapter } from "../tf.ts";
-import { benchTrainStepAsync, matMulPeakAsync } from "./gpu_step.ts";
-import { benchMatMulForms, type MatMulRow } from "./matmul.ts";
+import { benchMatMulForms, matMulPeakAsync, type MatMulRow } from "./matmul.ts";
 import { type BenchReport, formatCases, type ReportCase, type ShapeReport, toReportCase } from "./report.ts";
 import { type BenchMode, type BenchShape, getShape, largestProduct, type ShapeName } from "./shapes.ts";
 import { benchEval, benchFisherLayerNorm, benchTrainStep, type CaseResult } from "./cases.ts";
@@ -38,7 +37,8 @@ export interface BenchOptions {
   backend?: BackendName;
   /**
    * Rows per forward/backward pass (gradient accumulation) of the training steps; default 0 (the whole
-   * batch) except bert-base full fine-tuning, 2, whose whole-batch step does not fit the 4 GiB wasm heap.
+   * batch) except bert-base full fine-tuning off the GPU, 2, whose whole-batch step does not fit the 4 GiB
+   * wasm heap.
    */
   microBatch?: number;
   /** How the run was started, recorded in the report. */
@@ -66,9 +66,12 @@ function defaultWorkers(shape: BenchShape): number[] {
   return shape.name === "base" ? [1] : [1, 2];
 }
 
-/** bert-base full at 8 x 128: ~4.3 GB at once (the heap aborts); micro-batches of 2 peak at ~3.2 GB. */
-function defaultMicroBatch(shape: BenchShape, mode: BenchMode): number {
-  return shape.name === "base" && mode === "full" ? 2 : 0;
+/**
+ * bert-base full at 8 x 128: ~4.3 GB at once (the wasm heap aborts); micro-batches of 2 peak at ~3.2 GB.
+ * A GPU has no 4 GiB ceiling: the whole batch at once.
+ */
+function defaultMicroBatch(shape: BenchShape, mode: BenchMode, onGpu: boolean): number {
+  return !onGpu && shape.name === "base" && mode === "full" ? 2 : 0;
 }
 
 function errorCase(
@@ -111,7 +114,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     : script
     ? `PyTorch reference: ${script}`
     : "no PyTorch reference found (set NORMTUNE_TORCH_STEP or place ../shared/bench/torch_step.py): no ratios";
-  // On webgpu: in-process steps timed asynchronously (gpu_step.ts), one worker, no eval/Fisher cases yet.
+  // On webgpu: the plain matMul timed asynchronously, in-process cases only (the data-parallel workers
+  // are for CPUs), no per-kernel profile (kernels run on the GPU after tfjs has returned).
   const onGpu = backend === "webgpu";
   log(`bench: backend ${backend}; ${torchNote}`);
   const report: BenchReport = {
@@ -151,10 +155,6 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       const results: CaseResult[] = [];
       for (const workers of onGpu ? [1] : o.workers ?? defaultWorkers(shape)) {
         try {
-          if (onGpu) {
-            results.push(await benchTrainStepAsync({ shape, mode, batch, seq, ...timed }));
-            continue;
-          }
           results.push(
             await benchTrainStep({
               shape,
@@ -163,9 +163,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
               batch,
               seq,
               ...timed,
-              profile: (o.profile ?? true) && workers === 1,
+              profile: (o.profile ?? true) && workers === 1 && !onGpu,
               backend: o.backend ?? "wasm",
-              microBatch: o.microBatch ?? defaultMicroBatch(shape, mode),
+              microBatch: o.microBatch ?? defaultMicroBatch(shape, mode, onGpu),
             }),
           );
         } catch (err) {
@@ -181,11 +181,11 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       }
       for (const r of results) add(toReportCase(r, peak, torch));
     }
-    if (onGpu && (o.extras ?? true)) log(`bench ${name}: eval and Fisher cases are not on webgpu yet`);
-    if ((o.extras ?? true) && !onGpu) {
+    if (o.extras ?? true) {
       for (const [kind, fn] of [["eval", benchEval], ["fisher-layernorm", benchFisherLayerNorm]] as const) {
         try {
-          add(toReportCase(await fn({ shape, batch, seq, ...timed, profile: o.profile ?? true }), peak));
+          const profile = (o.profile ?? true) && !onGpu;
+          add(toReportCase(await fn({ shape, batch, seq, ...timed, profile }), peak));
         } catch (err) {
           add(errorCase(shape, kind, 1, batch, seq, err));
         }
