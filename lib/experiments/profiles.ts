@@ -203,7 +203,8 @@ export const PROFILES: Record<ProfileName, Profile> = {
   // one run's noise apart), so the sparse classes search {1e-3, 3e-3, 1e-2}. The search triples the main
   // grid and the controls double it again, so to stay in budget: two seeds (a spread over seeds remains
   // for every rate), the two largest single-sentence train sets subsampled to 4,000 (CoLA has 8,551,
-  // SST-2 67k), 2 epochs of full fine-tuning (3 for sparse classes), and k in {1, 10, 50, 100}.
+  // SST-2 67k), 2 epochs of full fine-tuning (3 for sparse classes), and k in {1, 10, 50, 100}: 7:54
+  // CPU-hours estimated from the first cpu profile's measured step times (README has the split by grid).
   cpu: {
     name: "cpu",
     about:
