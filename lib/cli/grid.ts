@@ -10,11 +10,16 @@
  *   array); `--estimate`: the expected cost of what is left, from measured (else nominal) step times.
  *   These three run nothing.
  *
+ * change, topk and crosstask train at the rates main chooses (lib/experiments/study.ts): a task's cells
+ * are declared once main has finished the runs that choose its rate. Until then they wait: `--count`
+ * counts them, `--estimate` includes them (their cost does not depend on the rate) and says so, and a run
+ * computes the declared cells, then fails naming what waits, so a script sees that the grid is not done.
+ *
  * Common: `--model NAME|DIR` (or NORMTUNE_MODEL), `--backend`, `--glue-dir` (or GLUE_DIR), `--results DIR`
  * (or NORMTUNE_RESULTS; default results/<profile>), `--runs DIR` (or NORMTUNE_RUNS; default runs/<profile>),
  * `--verbose` (the trainer's own progress lines).
  */
-import { closure } from "../experiments/grid.ts";
+import { closure, gridSize, uniqueCells, waitingText } from "../experiments/grid.ts";
 import {
   estimateText,
   jobsFrom,
@@ -81,13 +86,20 @@ export async function run(args: string[]): Promise<void> {
       throw new UsageError("missing required flag --grid NAME (or --list to see the grids)");
     }
     for (const g of study.grids) {
-      console.log(`${g.name.padEnd(10)} ${String(g.cells.length).padStart(4)} cells  ${g.about}`);
+      const waiting = gridSize(g) - g.cells.length;
+      console.log(
+        `${g.name.padEnd(10)} ${String(gridSize(g)).padStart(4)} cells  ${g.about}` +
+          (waiting ? ` [${waiting} wait on main's chosen rates]` : ""),
+      );
     }
     return;
   }
   const grid = findGrid(study.grids, f.string("grid"));
+  const waiting = waitingText(grid);
   if (f.bool("count")) {
-    console.log(grid.cells.length);
+    // Declared or not: a job array submitted before main has run gets every index (run-cell declares
+    // them once main has finished).
+    console.log(gridSize(grid));
     return;
   }
   const shard = f.has("shard") ? parseShard(f.string("shard")) : undefined;
@@ -103,16 +115,19 @@ export async function run(args: string[]): Promise<void> {
       const done = await study.store.read(cell.id);
       console.log(`${String(i).padStart(4)}  ${cell.id}  ${done ? "done" : "todo"}  ${cell.label}`);
     }
+    if (waiting) console.log(waiting);
     return;
   }
   const jobs = jobsFrom(f.optionalNumber("jobs"));
   if (!shard) {
+    const standIns = (grid.waiting ?? []).flatMap((w) => w.standIns);
     const text = await estimateText(
       runner,
-      closure(grid.cells),
+      uniqueCells(closure([...grid.cells, ...standIns])),
       `grid ${grid.name} (profile ${study.profile.name})`,
     );
     console.error(text + (jobs > 1 ? `\n  with --jobs ${jobs}: about 1/${jobs} of that` : ""));
+    if (waiting) console.error(`${waiting}; estimated at a stand-in rate (the cost does not depend on it)`);
     if (f.bool("estimate")) return;
   }
   await writeManifest(study, grid);
@@ -122,11 +137,15 @@ export async function run(args: string[]): Promise<void> {
     console.error(
       `grid ${grid.name}: ${jobs} jobs finished in ${formatDuration((performance.now() - t0) / 1000)}`,
     );
-    return;
+  } else {
+    const r = await runner.runAll(own);
+    console.error(
+      `${title}: ${r.computed} computed, ${r.skipped} already finished, ${formatDuration(r.seconds)}; ` +
+        `results in ${study.store.results}`,
+    );
   }
-  const r = await runner.runAll(own);
-  console.error(
-    `${title}: ${r.computed} computed, ${r.skipped} already finished, ${formatDuration(r.seconds)}; ` +
-      `results in ${study.store.results}`,
-  );
+  // A shard leaves the verdict on waiting cells to the command that started it.
+  if (waiting && !shard) {
+    throw new Error(`${waiting}. Finish the main grid (\`grid --grid main\`), then run this grid again.`);
+  }
 }

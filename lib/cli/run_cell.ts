@@ -4,10 +4,15 @@
  * cell id in the shared results folder; a dependency that several jobs need is computed by the first to
  * lock it while the others wait (docs/slurm.md). `normtune grid --grid NAME --count` gives the number of
  * indices. Takes the same common flags as `normtune grid`.
+ *
+ * A grid whose cells wait on main's chosen rates (change, topk, crosstask before main has finished; see
+ * lib/experiments/study.ts) has no fixed indices yet: run-cell refuses it with the reason (tools/slurm/
+ * study.sh starts those arrays only after main's, with `afterok`).
  */
 import { openStudy, progressPrinter, studyRunner, writeManifest } from "../experiments/session.ts";
 import { runGridCell } from "../experiments/runner.ts";
 import { findGrid } from "../experiments/study.ts";
+import { waitingText } from "../experiments/grid.ts";
 import { formatDuration } from "../util/progress.ts";
 import { parseFlags, UsageError } from "./flags.ts";
 import { STUDY_FLAGS, studyOptions } from "./grid.ts";
@@ -21,6 +26,8 @@ export async function run(args: string[]): Promise<void> {
   const study = await openStudy(studyOptions(f));
   const grid = findGrid(study.grids, f.string("grid"));
   const index = f.number("index");
+  const waiting = waitingText(grid);
+  if (waiting) throw new Error(`${waiting}: its indices are fixed once main has finished those runs`);
   if (!Number.isInteger(index) || index < 0 || index >= grid.cells.length) {
     throw new UsageError(
       `--index ${index} is out of range: grid "${grid.name}" has ${grid.cells.length} cells (0..${

@@ -19,7 +19,7 @@
  *   .groupBy("task", "method")
  *   .agg(pl.col("score").mean().alias("mean"), pl.col("score").std().alias("std"))
  *   .sort(["task", "method"]);                            // groups come in no fixed order
- * df.pivot("score", { index: ["task", "seed"], on: "method" });
+ * df.pivot("score", { index: ["task", "lr", "seed"], on: "method" }); // one row per rate tried
  * await showFrame(df, { caption: "Fine-tuning cells" }); // lib/report/display.ts
  * ```
  */

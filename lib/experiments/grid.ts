@@ -65,6 +65,36 @@ export interface Grid {
   about: string;
   /** The grid's own cells, in the order `run-cell --index` numbers them (dependencies not included). */
   cells: Cell[];
+  /**
+   * Cells that cannot be declared yet, because part of their configuration comes from another grid's
+   * results (topk trains at the LayerNorm rate main chose); empty when every cell is declared.
+   */
+  waiting?: Waiting[];
+}
+
+/** Cells a grid cannot declare yet, and why. */
+export interface Waiting {
+  /** What they wait on, e.g. "CoLA: main has 3 of 6 layernorm runs". */
+  reason: string;
+  /**
+   * Cells of the same cost with a placeholder for what is not known yet: for cost estimates and counts
+   * only, never to be run.
+   */
+  standIns: Cell[];
+}
+
+/** How many cells a grid will have once declared: its cells and those still waiting. */
+export function gridSize(grid: Grid): number {
+  return grid.cells.length + (grid.waiting ?? []).reduce((a, w) => a + w.standIns.length, 0);
+}
+
+/** One line on what a grid's waiting cells wait on, or undefined when none wait. */
+export function waitingText(grid: Grid): string | undefined {
+  const waiting = grid.waiting ?? [];
+  if (waiting.length === 0) return undefined;
+  const n = gridSize(grid) - grid.cells.length;
+  return `grid ${grid.name}: ${n} of ${gridSize(grid)} cells wait on other grids' results and are not ` +
+    `declared yet (${waiting.map((w) => w.reason).join("; ")})`;
 }
 
 /**

@@ -6,7 +6,7 @@
  * Current records: when the results folder holds grid manifests (`grids/<name>.json`, written by
  * `grid`, `run-cell` and `reproduce`), only the cells they list count, so records an older configuration
  * left behind do not mix in, and records come in study order (grid by grid, each in its cells' order:
- * task, method, seed). Without manifests every record counts, ordered by id.
+ * main's is seed, task, method, rate). Without manifests every record counts, ordered by id.
  *
  * ```ts
  * const r = await loadResults();                 // NORMTUNE_RESULTS, else results/<NORMTUNE_PROFILE|cpu>

@@ -70,6 +70,8 @@ export interface RunnerOptions {
   lock?: LockOptions;
   /** Seconds per cost unit per cost class before any cell of the class has been timed (for the ETA). */
   secondsPerUnit?: Record<string, number>;
+  /** The cost class of a stored record, for `learnRates` (default: the class it was written with). */
+  costClassOf?: (rec: CellRecord) => string;
 }
 
 export interface RunSummary {
@@ -89,6 +91,7 @@ export class Runner {
   /** kind -> [seconds, cost units] measured, for the ETA. */
   private rates = new Map<string, [number, number]>();
   private nominal: Record<string, number>;
+  private costClassOf: (rec: CellRecord) => string;
   /** Cells that failed: not retried by this runner (their other dependants fail at once). */
   private failed = new Map<string, Error>();
   // Position of the current runAll, for events.
@@ -102,6 +105,7 @@ export class Runner {
     this.log = opts.log ?? (() => {});
     this.lockOptions = opts.lock ?? {};
     this.nominal = opts.secondsPerUnit ?? {};
+    this.costClassOf = opts.costClassOf ?? ((rec) => rec.costClass ?? rec.kind);
   }
 
   /** Replaces the event handler (one runner across several grids, each with its own progress title). */
@@ -126,7 +130,7 @@ export class Runner {
   /** Seeds the ETA with the timings of records already in the store (earlier runs of the same profile). */
   async learnRates(): Promise<void> {
     for (const rec of await this.store.list()) {
-      this.addRate(rec.costClass ?? rec.kind, rec.timings.seconds, rec.cost);
+      this.addRate(this.costClassOf(rec), rec.timings.seconds, rec.cost);
     }
   }
 

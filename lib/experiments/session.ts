@@ -3,6 +3,10 @@
  * grids built, store opened), make a runner with the real executors, write grid manifests, print the
  * cost estimate and the progress lines.
  *
+ * The grids are built with the rates main chose as far as the store's records go (`chosenRates`), so
+ * change, topk and crosstask declare a task's cells once main has finished the runs that choose its rate;
+ * `refreshGrids` rebuilds them after main has run (reproduce does, between grids).
+ *
  * A grid manifest (`<results>/grids/<name>.json`) lists the grid's cells and their dependencies as of the
  * last run; the notebooks' loader uses the manifests to tell current records from ones an older
  * configuration left behind.
@@ -20,12 +24,21 @@ import { writeJsonAtomic } from "../util/atomic.ts";
 import { formatDuration } from "../util/progress.ts";
 import { studyExecutors } from "./cells.ts";
 import { type Cell, closure, type Grid } from "./grid.ts";
-import { getProfile, type Profile, type ProfileName, profileName } from "./profiles.ts";
+import { type ChosenClass, getProfile, type Profile, type ProfileName, profileName } from "./profiles.ts";
+import { chooseRates, rateRun } from "./rates.ts";
+import type { FinetuneRecord } from "./load.ts";
 import { type RunEvent, Runner } from "./runner.ts";
 import { type GridManifest, resultsDir, ResultStore, runsDir } from "./store.ts";
 
 export type { GridManifest };
-import { type StudyContext, studyContext, studyGrids } from "./study.ts";
+import {
+  type ChosenRates,
+  recordCostClass,
+  selectionCells,
+  type StudyContext,
+  studyContext,
+  studyGrids,
+} from "./study.ts";
 
 export interface StudyOptions {
   profile?: string;
@@ -39,6 +52,7 @@ export interface StudyOptions {
 export interface Study {
   profile: Profile;
   ctx: StudyContext;
+  /** As of the last `openStudy` or `refreshGrids`: cells waiting on main's rates are in `waiting`. */
   grids: Grid[];
   store: ResultStore;
 }
@@ -48,7 +62,34 @@ export async function openStudy(opts: StudyOptions = {}): Promise<Study> {
   const profile = getProfile(name, opts.model);
   const ctx = await studyContext(profile, { backend: opts.backend, glueDir: opts.glueDir });
   const store = new ResultStore(resultsDir(name, opts.results), runsDir(name, opts.runs));
-  return { profile, ctx, grids: studyGrids(ctx), store };
+  return { profile, ctx, grids: studyGrids(ctx, await chosenRates(ctx, store)), store };
+}
+
+/** Rebuilds the grids from the store's records now (after main has run, its chosen rates declare more). */
+export async function refreshGrids(study: Study): Promise<void> {
+  study.grids = studyGrids(study.ctx, await chosenRates(study.ctx, study.store));
+}
+
+/**
+ * Per task, the full and LayerNorm rates main chose (lib/experiments/rates.ts), from the store: chosen
+ * only once every run that chooses it (`selectionCells`: every rate x seed) has its record, so the choice
+ * never changes under cells already built on it; else the reason, with how many runs are finished.
+ */
+export async function chosenRates(ctx: StudyContext, store: ResultStore): Promise<ChosenRates> {
+  const out: ChosenRates = {};
+  for (const task of ctx.profile.tasks) {
+    const perClass: Partial<Record<ChosenClass, number | string>> = {};
+    for (const cls of ["full", "layernorm"] as const) {
+      const cells = selectionCells(ctx, task, cls);
+      const records = (await Promise.all(cells.map((c) => store.read(c.id))))
+        .filter((r) => r !== undefined) as FinetuneRecord[];
+      perClass[cls] = records.length < cells.length
+        ? `main has ${records.length} of ${cells.length} ${cls} runs`
+        : chooseRates(records.map(rateRun))[0].lr;
+    }
+    out[task] = perClass;
+  }
+  return out;
 }
 
 export interface StudyRunnerOptions {
@@ -71,6 +112,7 @@ export async function studyRunner(study: Study, opts: StudyRunnerOptions = {}): 
     onEvent: opts.onEvent,
     log: (line) => console.error(line),
     secondsPerUnit: study.profile.nominalSecondsPerUnit,
+    costClassOf: recordCostClass,
   });
   await runner.learnRates();
   return runner;

@@ -3,15 +3,24 @@
  *
  * 1. `fisher`: per task, the pretrained model with a fresh head, Fisher of every parameter on N training
  *    examples (notebooks 2 and 6; the masks' scores).
- * 2. `main`: per task, {full, bitfit, layernorm, layernorm-output} x seeds, then the profile's controls
- *    (`CONTROLS`: head, head-pooler, full and LayerNorm from random init) x seeds (notebook 3). Full
- *    fine-tuning keeps its delta, which `change` reads.
- * 3. `change`: per task, base checkpoint vs the full fine-tuning of seed `changeSeed` (notebook 1).
+ * 2. `main`: {full, bitfit, layernorm, layernorm-output} and the profile's controls (`CONTROLS`: head,
+ *    head-pooler, full and LayerNorm from random init), each at every learning rate of its class
+ *    (lib/experiments/profiles.ts), x tasks x seeds (notebook 3). Seed-major: a run stopped part-way has
+ *    every task, method and rate with the first seed before the second starts. Full fine-tuning keeps its
+ *    delta, which `change` reads.
+ * 3. `change`: per task, base checkpoint vs the full fine-tuning of seed `changeSeed` at the full rate
+ *    main chose for the task (notebook 1).
  * 4. `topk`: per task, LayerNorm masks of the top-k% elements by Fisher and random masks of the same size,
- *    each fine-tuned x seeds (notebook 4). Mask cells are dependencies, not grid cells.
+ *    each fine-tuned x seeds at the LayerNorm rate main chose for the task (notebook 4). Mask cells are
+ *    dependencies, not grid cells.
  * 5. `crosstask`: per held-out task, the union of the other tasks' top-k% masks vs the task's own top-k%
- *    vs random of k%, fine-tuned x seeds (notebook 5). Own and random are the same cells as in `topk`
- *    when k is one of its k values (same configuration, same id), so they are computed once.
+ *    vs random of k%, fine-tuned x seeds at the same rate (notebook 5). Own and random are the same cells
+ *    as in `topk` when k is one of its k values (same configuration, same id), so they are computed once.
+ *
+ * Chosen rates (`ChosenRates`, read from the store by lib/experiments/session.ts): a cell of change, topk
+ * or crosstask is declared once main has finished every run that chooses its task's rate (every rate x
+ * seed of that class, lib/experiments/rates.ts); until then it waits (`Grid.waiting`, with the reason),
+ * and commands say so instead of running it at a default rate.
  *
  * Every cell's configuration holds the model's content identity, the data files' identities, the
  * backend, every hyperparameter and its kind's code version (`VERSIONS`): bump a version when a change in
@@ -19,23 +28,27 @@
  *
  * ```ts
  * const ctx = await studyContext(getProfile("smoke"));
- * const grids = studyGrids(ctx);        // fisher, main, change, topk, crosstask
- * grids.find((g) => g.name === "main")!.cells.length; // tasks x 4 modes x seeds
+ * const grids = studyGrids(ctx, { "SST-2": { layernorm: 1e-3, full: 1e-4 } });
+ * grids.find((g) => g.name === "topk")!.waiting; // STS-B's cells: main has not chosen its rates
  * ```
  */
 import { join } from "node:path";
 import { getTask, type GlueTask, type TaskName } from "../glue/tasks.ts";
 import { type BackendName, initBackend } from "../tf.ts";
 import { glueDir as resolveGlueDir, modelDir as resolveModelDir } from "../util/paths.ts";
-import { type Cell, type Grid, makeCell } from "./grid.ts";
+import { type Cell, type Grid, makeCell, type Waiting } from "./grid.ts";
 import { type FileIdentity, fileIdentity, modelIdentity } from "./hash.ts";
+import { rateText } from "./rates.ts";
 import {
+  type ChosenClass,
   type ControlName,
   CONTROLS,
   epochsFor,
   MAIN_MODES,
   maxTrainFor,
   type Profile,
+  ratesFor,
+  type SearchClass,
   type TrainClass,
 } from "./profiles.ts";
 
@@ -186,21 +199,57 @@ export function trainingCost(
 }
 
 /**
- * A fine-tuning cell: a main mode, or mode `mask` with a mask cell as dependency; `init: "random"` (a
- * control) starts from random weights and is in the config only then, so every other cell keeps its id.
+ * The cost class of a fine-tuning mode: full fine-tuning; the sparse encoder methods (BitFit, LayerNorm);
+ * the head controls (no backward pass through the encoder); masks. They differ per step (measured on the
+ * cpu profile's records: full 91 ms per unit, BitFit/LayerNorm 46, masks 25), so one rate per class keeps
+ * estimates honest.
  */
+export function finetuneCostClass(mode: string): string {
+  return mode === "full"
+    ? "finetune/full"
+    : mode === "mask"
+    ? "finetune/mask"
+    : mode === "head" || mode === "head-pooler"
+    ? "finetune/head"
+    : "finetune/sparse";
+}
+
+/**
+ * The cost class of a finished cell's record, from its configuration (records written before the classes
+ * were split hold "finetune/sparse" for masks too), for learning rates from the store.
+ */
+export function recordCostClass(
+  rec: { kind: string; config: Record<string, unknown>; costClass?: string },
+): string {
+  return rec.kind === "finetune" ? finetuneCostClass(String(rec.config.mode)) : rec.costClass ?? rec.kind;
+}
+
+export interface FinetuneOptions {
+  /** Mode `mask`: the mask's spec and its cell (a dependency). */
+  mask?: { spec: MaskSpec; cell: Cell };
+  /** `"random"` (a control) starts from random weights; in the config only then, so other ids stay. */
+  init?: "pretrained" | "random";
+}
+
+/** A fine-tuning cell: a main mode or control at one of its class's rates, or mode `mask` at a given rate. */
 export function finetuneCell(
   ctx: StudyContext,
   task: TaskName,
   mode: TrainClass,
   seed: number,
-  mask?: { spec: MaskSpec; cell: Cell },
-  init: "pretrained" | "random" = "pretrained",
+  lr: number,
+  opts: FinetuneOptions = {},
 ): Cell {
+  const { mask, init = "pretrained" } = opts;
+  if (!(lr > 0) || !Number.isFinite(lr)) {
+    throw new Error(
+      `finetune ${task} ${mode} seed ${seed}: learning rate must be a positive number, got ${lr}`,
+    );
+  }
   const t = ctx.profile.train;
   const d = taskData(ctx, task);
   const maxTrain = maxTrainFor(t, task);
-  const epochs = epochsFor(t, task, mode);
+  const epochs = epochsFor(t, mode);
   const nTrain = Math.min(d.train.examples, maxTrain ?? Infinity);
   const nDev = Math.min(d.dev.examples, t.maxDev ?? Infinity);
   const cost = trainingCost(
@@ -217,7 +266,7 @@ export function finetuneCell(
     ...(mask ? { mask: mask.spec } : {}),
     ...(init === "random" ? { init } : {}),
     seed,
-    lr: t.lr[mode],
+    lr,
     epochs,
     batchSize: t.batchSize,
     maxLen: t.maxLen,
@@ -235,18 +284,48 @@ export function finetuneCell(
     : mode;
   return makeCell("finetune", config, {
     deps: mask ? { mask: mask.cell } : {},
-    label: `finetune ${task} ${what} seed ${seed}`,
+    label: `finetune ${task} ${what} lr ${rateText(lr)} seed ${seed}`,
     cost,
-    costClass: mode === "full" ? "finetune/full" : "finetune/sparse",
+    costClass: finetuneCostClass(mode),
     meta: { model: ctx.profile.model },
   });
 }
 
-/** A control of the main grid (`CONTROLS`): its mode, from the checkpoint or from random init. */
-export function controlCell(ctx: StudyContext, task: TaskName, control: ControlName, seed: number): Cell {
+/** A control of the main grid (`CONTROLS`) at rate `lr`: its mode, from the checkpoint or random init. */
+export function controlCell(
+  ctx: StudyContext,
+  task: TaskName,
+  control: ControlName,
+  seed: number,
+  lr: number,
+): Cell {
   const { mode, init } = CONTROLS[control];
-  return finetuneCell(ctx, task, mode, seed, undefined, init);
+  return finetuneCell(ctx, task, mode, seed, lr, { init });
 }
+
+/** The methods of the main grid: the main modes, then the profile's controls, each with its class. */
+export function mainMethods(profile: Profile): { mode: SearchClass; init: "pretrained" | "random" }[] {
+  return [
+    ...MAIN_MODES.map((mode) => ({ mode, init: "pretrained" as const })),
+    ...profile.controls.map((c) => ({ ...CONTROLS[c] })),
+  ];
+}
+
+/**
+ * The main grid's runs that choose a task's rate of a class (pretrained, every rate x seed): the runs
+ * whose records lib/experiments/rates.ts chooses from, and that change, topk and crosstask wait on.
+ */
+export function selectionCells(ctx: StudyContext, task: TaskName, cls: ChosenClass): Cell[] {
+  return ctx.profile.seeds.flatMap((seed) =>
+    ratesFor(ctx.profile.train, cls).map((lr) => finetuneCell(ctx, task, cls, seed, lr))
+  );
+}
+
+/**
+ * The rate main chose per task and class (a number), or why there is none yet (a string); a missing
+ * entry means main's records were not looked at.
+ */
+export type ChosenRates = Partial<Record<TaskName, Partial<Record<ChosenClass, number | string>>>>;
 
 export function fisherCell(ctx: StudyContext, task: TaskName): Cell {
   const f = ctx.profile.fisher;
@@ -266,11 +345,12 @@ export function fisherCell(ctx: StudyContext, task: TaskName): Cell {
   }, { label: `fisher ${task} N=${examples}`, cost: examples, meta: { model: ctx.profile.model } });
 }
 
-export function changeCell(ctx: StudyContext, task: TaskName): Cell {
-  const tuned = finetuneCell(ctx, task, "full", ctx.profile.changeSeed);
+/** Base vs the full fine-tuning of seed `changeSeed` at rate `lr` (the full rate main chose). */
+export function changeCell(ctx: StudyContext, task: TaskName, lr: number): Cell {
+  const tuned = finetuneCell(ctx, task, "full", ctx.profile.changeSeed, lr);
   return makeCell("change", { version: VERSIONS.change, ...base(ctx), task }, {
     deps: { tuned },
-    label: `change ${task} (full, seed ${ctx.profile.changeSeed})`,
+    label: `change ${task} (full, lr ${rateText(lr)}, seed ${ctx.profile.changeSeed})`,
     meta: { model: ctx.profile.model },
   });
 }
@@ -311,8 +391,14 @@ export function unionMaskCell(ctx: StudyContext, heldOut: TaskName, pct: number)
   }, { deps, label: `mask union ${pct}% without ${heldOut}` });
 }
 
-/** A masked fine-tuning by method. */
-export function maskedCell(ctx: StudyContext, task: TaskName, spec: MaskSpec, seed: number): Cell {
+/** A masked fine-tuning by method, at rate `lr` (the LayerNorm rate main chose). */
+export function maskedCell(
+  ctx: StudyContext,
+  task: TaskName,
+  spec: MaskSpec,
+  seed: number,
+  lr: number,
+): Cell {
   const cell = spec.method === "fisher"
     ? topMaskCell(ctx, task, spec.pct)
     : spec.method === "random"
@@ -323,14 +409,48 @@ export function maskedCell(ctx: StudyContext, task: TaskName, spec: MaskSpec, se
     : spec.method === "union"
     ? { ...spec, tasks: ctx.profile.tasks.filter((t) => t !== task) }
     : spec;
-  return finetuneCell(ctx, task, "mask", seed, { spec: full, cell });
+  return finetuneCell(ctx, task, "mask", seed, lr, { mask: { spec: full, cell } });
 }
 
-/** The study's grids for a profile, in run order. */
-export function studyGrids(ctx: StudyContext): Grid[] {
+/**
+ * Cells that train at a rate main chooses, in the given order: declared where `chosen` has the task's
+ * rate, else stand-ins (at the class's first rate, for costs only) gathered per task with the reason.
+ */
+function atChosen(
+  ctx: StudyContext,
+  chosen: ChosenRates,
+  cls: ChosenClass,
+  slots: { task: TaskName; make: (lr: number) => Cell }[],
+): { cells: Cell[]; waiting: Waiting[] } {
+  const cells: Cell[] = [];
+  const waiting = new Map<TaskName, Waiting>();
+  for (const { task, make } of slots) {
+    const lr = chosen[task]?.[cls];
+    if (typeof lr === "number") {
+      cells.push(make(lr));
+      continue;
+    }
+    const w = waiting.get(task) ??
+      {
+        reason: `${task}: ${lr ?? "main's records not read"} (its ${cls} rate is not chosen yet)`,
+        standIns: [],
+      };
+    w.standIns.push(make(ratesFor(ctx.profile.train, cls)[0]));
+    waiting.set(task, w);
+  }
+  return { cells, waiting: [...waiting.values()] };
+}
+
+/**
+ * The study's grids for a profile, in run order; change, topk and crosstask declare the cells whose rate
+ * `chosen` holds (lib/experiments/session.ts reads it from main's records) and list the others as waiting.
+ */
+export function studyGrids(ctx: StudyContext, chosen: ChosenRates = {}): Grid[] {
   const p = ctx.profile;
   const perTask = <T>(f: (task: TaskName) => T[]) => p.tasks.flatMap(f);
   const k = p.crossTaskK;
+  const methods = mainMethods(p);
+  const rates = (cls: SearchClass) => ratesFor(p.train, cls).map(rateText).join(", ");
   return [
     {
       name: "fisher",
@@ -339,39 +459,67 @@ export function studyGrids(ctx: StudyContext): Grid[] {
     },
     {
       name: "main",
-      about: `${[...MAIN_MODES, ...p.controls].join(", ")} x ${p.seeds.length} seed(s) (notebook 3)`,
-      cells: perTask((task) => [
-        ...MAIN_MODES.flatMap((mode) => p.seeds.map((seed) => finetuneCell(ctx, task, mode, seed))),
-        ...p.controls.flatMap((c) => p.seeds.map((seed) => controlCell(ctx, task, c, seed))),
-      ]),
-    },
-    {
-      name: "change",
-      about: `parameter change per component, base vs full fine-tuning (seed ${p.changeSeed}) (notebook 1)`,
-      cells: perTask((task) => [changeCell(ctx, task)]),
-    },
-    {
-      name: "topk",
-      about: `top-k% LayerNorm by Fisher vs random, k in {${p.topk.join(", ")}} (notebook 4)`,
-      // Seed-major order: a run stopped part-way still covers every task and k with the first seeds.
+      about: `${methods.length} methods (${[...MAIN_MODES, ...p.controls].join(", ")}) at every rate of ` +
+        `their class (full {${rates("full")}}, sparse {${rates("layernorm")}}) x ${p.seeds.length} ` +
+        "seed(s) (notebook 3)",
+      // Seed-major: a run stopped part-way covers every task, method and rate with the first seeds.
       cells: p.seeds.flatMap((seed) =>
-        p.topk.flatMap((pct) =>
-          perTask((task) => [
-            maskedCell(ctx, task, { method: "fisher", pct }, seed),
-            maskedCell(ctx, task, { method: "random", pct }, seed),
-          ])
+        perTask((task) =>
+          methods.flatMap((m) =>
+            ratesFor(p.train, m.mode).map((lr) => finetuneCell(ctx, task, m.mode, seed, lr, { init: m.init }))
+          )
         )
       ),
     },
     {
+      name: "change",
+      about: `parameter change per component, base vs full fine-tuning (seed ${p.changeSeed}, the chosen ` +
+        "full rate) (notebook 1)",
+      ...atChosen(
+        ctx,
+        chosen,
+        "full",
+        p.tasks.map((task) => ({ task, make: (lr) => changeCell(ctx, task, lr) })),
+      ),
+    },
+    {
+      name: "topk",
+      about:
+        `top-k% LayerNorm by Fisher vs random, k in {${p.topk.join(", ")}}, at the chosen LayerNorm rate ` +
+        "(notebook 4)",
+      // Seed-major order: a run stopped part-way still covers every task and k with the first seeds.
+      ...atChosen(
+        ctx,
+        chosen,
+        "layernorm",
+        p.seeds.flatMap((seed) =>
+          p.topk.flatMap((pct) =>
+            perTask((task) =>
+              (["fisher", "random"] as const).map((method) => ({
+                task,
+                make: (lr: number) => maskedCell(ctx, task, { method, pct }, seed, lr),
+              }))
+            )
+          )
+        ),
+      ),
+    },
+    {
       name: "crosstask",
-      about: `union of the other tasks' top-${k}% masks vs own vs random (notebook 5)`,
-      cells: p.seeds.flatMap((seed) =>
-        perTask((task) => [
-          maskedCell(ctx, task, { method: "union", pct: k }, seed),
-          maskedCell(ctx, task, { method: "fisher", pct: k }, seed),
-          maskedCell(ctx, task, { method: "random", pct: k }, seed),
-        ])
+      about: `union of the other tasks' top-${k}% masks vs own vs random, at the chosen LayerNorm rate ` +
+        "(notebook 5)",
+      ...atChosen(
+        ctx,
+        chosen,
+        "layernorm",
+        p.seeds.flatMap((seed) =>
+          perTask((task) =>
+            (["union", "fisher", "random"] as const).map((method) => ({
+              task,
+              make: (lr: number) => maskedCell(ctx, task, { method, pct: k }, seed, lr),
+            }))
+          )
+        ),
       ),
     },
   ];

@@ -12,6 +12,12 @@
  * - "not supported": fewer than half of the primary checks hold;
  * - "not enough data": no task has what the finding needs (the message names the grid to run).
  *
+ * Learning rates: the main methods and the controls are compared at the rate chosen per task and method
+ * (lib/experiments/rates.ts `chooseRates`: the best mean dev score over seeds, what BitFit reports), via
+ * study_views.ts `mainScores` / `controlScores`; masked runs train at the chosen LayerNorm rate. The
+ * rules below are unchanged by the search; `rateNotes` only adds notes (a best rate at the edge of the
+ * rates tried, an unfinished search).
+ *
  * "Close" (findings 3, 4, 5): a method's mean main dev score is at most `tol` below the reference's
  * (better counts as close: the paper's "comparable, or in some cases better"), where
  * tol = max(2 points, std over seeds of either side); 1 point = 0.01 on the 0..1 score scale.
@@ -59,6 +65,7 @@ import { BERT_BASE, parseConfig } from "../bert/config.ts";
 import { isBias, isLayerNorm, parameterShapes } from "../bert/names.ts";
 import { elementCount } from "../util/shape.ts";
 import { PROFILES } from "../experiments/profiles.ts";
+import { rateText } from "../experiments/rates.ts";
 import {
   changeByTask,
   closestK,
@@ -75,6 +82,7 @@ import {
   type Placement,
   pointsText,
   rankComponentRows,
+  rateNote,
   type ScoreGroup,
   type StudyData,
   tasksOf,
@@ -261,6 +269,36 @@ function caution(d: Draft, task: string, groups: readonly (ScoreGroup | undefine
   (d.cautions ??= new Set()).add(task);
 }
 
+/**
+ * Notes on the learning-rate search behind the compared groups (never a verdict change): a chosen rate at
+ * the edge of the rates tried (a wider search might do better), and searches whose rates were compared on
+ * fewer seeds than were run (unfinished).
+ */
+export function rateNotes(groups: readonly (ScoreGroup | undefined)[]): string[] {
+  const gs = [...new Set(groups)].filter((g): g is ScoreGroup => !!g?.choice && g.choice.rates.length > 1);
+  const name = (g: ScoreGroup) => `${groupName(g)} on ${g.task}`;
+  const notes: string[] = [];
+  const edge = gs.filter((g) => g.choice!.atEdge);
+  if (edge.length) {
+    notes.push(
+      `Best learning rate at the edge of the rates tried (a wider search might do better): ${
+        edge.map((g) => `${name(g)} (${rateNote(g)})`).join("; ")
+      }.`,
+    );
+  }
+  const uneven = gs.filter((g) => g.choice!.uneven);
+  if (uneven.length) {
+    notes.push(
+      `Learning-rate search unfinished (rates compared on the seeds all have): ${
+        uneven.map((g) => `${name(g)} (seeds ${g.choice!.commonSeeds.join(", ") || "none in common"})`).join(
+          "; ",
+        )
+      }.`,
+    );
+  }
+  return notes;
+}
+
 function seedNote(groups: readonly (ScoreGroup | undefined)[]): string[] {
   const ns = groups.filter((g): g is ScoreGroup => !!g).map((g) => g.n);
   if (ns.length && Math.min(...ns) < 2) {
@@ -430,6 +468,7 @@ export function finding3(data: StudyData): FindingResult {
       "LN - full": signedPts(ln.mean - full.mean),
       "LN - BitFit": signedPts(ln.mean - bitfit.mean),
       "tolerance (full, BitFit)": `${pts(tolFull)}, ${pts(tolBit)}`,
+      "best lr (full, BitFit, LN)": [full, bitfit, ln].map((g) => rateText(g.lr)).join(", "),
       sources: ids(full, bitfit, ln, lno),
     });
     if (!ratioDone) {
@@ -458,6 +497,7 @@ export function finding3(data: StudyData): FindingResult {
           lno ? `; output LN/BitFit ${outRatio.toFixed(3)}` : ""
         }`,
         "tolerance (full, BitFit)": "",
+        "best lr (full, BitFit, LN)": "",
         sources: [ln.ids[0], bitfit.ids[0], ...(lno ? [lno.ids[0]] : [])].join(" "),
       });
       const base = parameterCounts();
@@ -473,7 +513,7 @@ export function finding3(data: StudyData): FindingResult {
   if (d.checks.length === 0) {
     return finish(data, { ...d, missing: "no task has full, BitFit and LayerNorm-only results" });
   }
-  d.notes.push(...seedNote(all));
+  d.notes.push(...seedNote(all), ...rateNotes(all));
   return finish(data, d);
 }
 
@@ -823,7 +863,7 @@ export function controlCheck(data: StudyData, spec: ControlSpec): FindingResult 
     });
   }
   // Per-task gaps only when some task was judged (else the summary says it all).
-  d.notes.push(...leftOut, ...seedNote(all));
+  d.notes.push(...leftOut, ...seedNote(all), ...rateNotes(all));
   return finish(data, d);
 }
 

@@ -1,7 +1,8 @@
 /**
  * The findings as text: one finding as Markdown (the notebooks and RESULTS.md), the verdict table rows,
- * and the RESULTS.md body (what produced the results, the main table, the six verdicts and the control
- * checks, every number with the cells it came from). The rules that reach the verdicts are in
+ * and the RESULTS.md body (what produced the results, the main table with the controls at each one's best
+ * learning rate, the learning-rate search, the six verdicts and the control checks, every number with the
+ * cells it came from). The rules that reach the verdicts are in
  * lib/report/findings.ts; this module only renders their results.
  *
  * ```ts
@@ -20,6 +21,7 @@ import {
   METHOD_LABELS,
   modelCaveat,
   modelName,
+  rateTableRows,
   recordPath,
   type StudyData,
   studyInfo,
@@ -102,9 +104,17 @@ export function renderResultsMarkdown(data: StudyData): string {
     out.push(
       renderTable(rows).text,
       "",
-      "Scores are the main dev metric of each task (best epoch) x100, mean ± sample std over seeds. " +
-        "Trained encoder params count every `bert.*` element trained; the task head is trained in every " +
-        "method and counted apart.",
+      "Scores are the main dev metric of each task (best epoch) x100, mean ± sample std over seeds, at the " +
+        "learning rate with the best mean over seeds for that task and method (lib/experiments/rates.ts; " +
+        '"at the edge": the smallest or largest rate tried, so a wider search might do better). Trained ' +
+        "encoder params count every `bert.*` element trained; the task head is trained in every method and " +
+        "counted apart.",
+      "",
+      "### Learning-rate search",
+      "",
+      "Every rate tried per task and method, so a reader sees how much the choice mattered:",
+      "",
+      renderTable(rateTableRows(data)).text,
     );
   }
   out.push("", "### Verdicts", "", renderTable(verdictRows(findings)).text);

@@ -33,6 +33,7 @@ import {
   type Results,
 } from "../experiments/load.ts";
 import { CONTROL_NAMES, PROFILES } from "../experiments/profiles.ts";
+import { atChosenRates, type RateChoice, rateText } from "../experiments/rates.ts";
 import { type Component, componentGroup, COMPONENTS } from "../analysis/components.ts";
 import { ROOT } from "../util/paths.ts";
 
@@ -80,6 +81,15 @@ const MODEL_CAVEATS: Record<string, string> = {
     "paper's BERT: its representations are weak, so scores sit near chance on most tasks and every " +
     "component and Fisher ranking describes this model, not BERT; its pooler was never trained (random " +
     "initialisation, no next-sentence objective) (../shared/models/bert-tiny-mlm/README.md).",
+  "bert-tiny-v2":
+    "bert-tiny-v2 is a stand-in 2-layer, 128-hidden BERT pretrained from scratch on two CPU cores (word " +
+    "embeddings from corpus co-occurrence statistics, then masked-LM; held-out masked-token accuracy 23.1%, " +
+    "MLM loss 5.46), NOT Google's BERT-Tiny and far from the paper's BERT. Its README measured, in " +
+    "PyTorch with one seed: SST-2 dev 77.4 for full fine-tuning at lr 5e-4 (an earlier checkpoint: 78.1 " +
+    "at 5e-4, 71.0 at 1e-4) but 58-61 for LayerNorm-only and STS-B Pearson about 0.14 (earlier " +
+    "checkpoint): expect scores near chance on several tasks; every " +
+    "component and Fisher ranking describes this model, not BERT. Its pooler was never trained (random " +
+    "initialisation, no next-sentence objective) (../shared/models/bert-tiny-v2/README.md).",
 };
 
 const SMOKE_CAVEAT =
@@ -354,6 +364,10 @@ export interface ScoreGroup {
   seeds: number[];
   /** The fine-tuning cells' ids. */
   ids: string[];
+  /** The learning rate of the runs (main methods and controls: the one chosen per task and method). */
+  lr: number;
+  /** Main methods and controls: the search behind `lr` (every rate tried, lib/experiments/rates.ts). */
+  choice?: RateChoice;
   /** Trained encoder elements (every `bert.*` parameter; the head is counted apart) and head elements. */
   trainable: number;
   head: number;
@@ -388,6 +402,7 @@ function scoreGroups(records: readonly FinetuneRecord[], key: (r: FinetuneRecord
       values,
       seeds: list.map((r) => Number(r.config.seed)),
       ids: list.map((r) => r.id),
+      lr: Number(first.config.lr),
       trainable: t?.encoderTrainable ?? NaN,
       head: Number((t as { head?: number } | undefined)?.head ?? NaN),
       encoderTotal: t?.encoderTotal ?? NaN,
@@ -401,24 +416,53 @@ function scoreGroups(records: readonly FinetuneRecord[], key: (r: FinetuneRecord
   });
 }
 
-/**
- * Mean and std over seeds of each task x main mode (pretrained runs without a mask), in record order.
- * Random-init controls of the same mode are left out: they are `controlScores`.
- */
-export function mainScores(data: Pick<StudyData, "finetune">): ScoreGroup[] {
-  const main = data.finetune.filter((r) =>
+/** Groups of searched runs at the rate chosen per task and method, each with its search (`choice`). */
+function atBestRate(records: readonly FinetuneRecord[]): ScoreGroup[] {
+  const { records: best, choices } = atChosenRates(records);
+  return scoreGroups(best, (r) => `${r.config.task}|${methodOf(r)}`).map((g) => ({
+    ...g,
+    choice: choices.find((c) => c.task === g.task && c.method === g.method),
+  }));
+}
+
+/** The main methods' runs: pretrained, no mask, a main mode (every rate). */
+function mainRuns(data: Pick<StudyData, "finetune">): FinetuneRecord[] {
+  return data.finetune.filter((r) =>
     !r.config.mask && initOf(r) === "pretrained" &&
     (MAIN_METHODS as readonly string[]).includes(String(r.config.mode))
   );
-  return scoreGroups(main, (r) => `${r.config.task}|${r.config.mode}`);
 }
 
-/** Mean and std over seeds of each task x control (lib/experiments/profiles.ts `CONTROLS`), in record order. */
-export function controlScores(data: Pick<StudyData, "finetune">): ScoreGroup[] {
-  const controls = data.finetune.filter((r) =>
+/** The controls' runs (lib/experiments/profiles.ts `CONTROLS`, every rate). */
+function controlRuns(data: Pick<StudyData, "finetune">): FinetuneRecord[] {
+  return data.finetune.filter((r) =>
     !r.config.mask && (CONTROL_NAMES as readonly string[]).includes(methodOf(r))
   );
-  return scoreGroups(controls, (r) => `${r.config.task}|${methodOf(r)}`);
+}
+
+/**
+ * Mean and std over seeds of each task x main mode (pretrained runs without a mask) at the learning rate
+ * chosen for it (lib/experiments/rates.ts: best mean over seeds), in record order. Random-init controls
+ * of the same mode are left out: they are `controlScores`.
+ */
+export function mainScores(data: Pick<StudyData, "finetune">): ScoreGroup[] {
+  return atBestRate(mainRuns(data));
+}
+
+/** As `mainScores`, for each task x control (lib/experiments/profiles.ts `CONTROLS`). */
+export function controlScores(data: Pick<StudyData, "finetune">): ScoreGroup[] {
+  return atBestRate(controlRuns(data));
+}
+
+/**
+ * Mean and std over seeds of every task x method x learning rate of the main methods and controls (the
+ * search before the choice), in record order: for score-vs-rate plots and tables.
+ */
+export function rateScores(data: Pick<StudyData, "finetune">): ScoreGroup[] {
+  return scoreGroups(
+    [...mainRuns(data), ...controlRuns(data)],
+    (r) => `${r.config.task}|${methodOf(r)}|${r.config.lr}`,
+  );
 }
 
 /** Mean and std over seeds of each task x mask method x k (random masks pooled over their seeds). */
@@ -449,6 +493,21 @@ export function pointsText(g: Pick<ScoreGroup, "mean" | "std" | "n">): string {
 }
 
 /**
+ * The chosen rate and what was tried, e.g. `1e-2 of {1e-3, 3e-3, 1e-2}, at the edge`: at the smallest or
+ * largest rate tried a wider search might do better; `uneven` when the rates were compared on different
+ * seeds (a search not finished).
+ */
+export function rateNote(g: Pick<ScoreGroup, "lr" | "choice">): string {
+  const c = g.choice;
+  const lr = rateText(g.lr);
+  if (!c || c.rates.length < 2) return lr;
+  const notes = [c.atEdge ? "at the edge" : "", c.uneven ? "seeds uneven" : ""].filter(Boolean);
+  return `${lr} of {${c.rates.map((r) => rateText(r.lr)).join(", ")}}${
+    notes.length ? `, ${notes.join(", ")}` : ""
+  }`;
+}
+
+/**
  * The main table: one row per task x method, then the mean over tasks of each method. `methods` (default
  * the main ones) sets which and in what order, e.g. `[...MAIN_METHODS, ...CONTROL_NAMES]` with the controls'
  * groups added.
@@ -467,6 +526,7 @@ export function mainTableRows(
         method: METHOD_LABELS[m],
         metric: g.metric,
         "score (x100, mean ± std)": pointsText(g),
+        "lr (best of those tried)": rateNote(g),
         seeds: g.n,
         "trained encoder params": g.trainable,
         "share of BERT (%)": Number((100 * g.share).toPrecision(3)),
@@ -480,6 +540,7 @@ export function mainTableRows(
       method: METHOD_LABELS[row.method],
       metric: "main",
       "score (x100, mean ± std)": (100 * row.mean).toFixed(2),
+      "lr (best of those tried)": "",
       seeds: "",
       "trained encoder params": row.trainable,
       "share of BERT (%)": Number((100 * row.share).toPrecision(3)),
@@ -699,6 +760,62 @@ export function topkLines(data: Pick<StudyData, "finetune">, task: string): Scor
     });
   }
   return lines;
+}
+
+/**
+ * The learning-rate search as table rows: per task x method (main methods, then controls) the score at
+ * every rate tried (x100, mean ± std over seeds), the chosen one marked (lib/experiments/rates.ts).
+ */
+export function rateTableRows(
+  data: Pick<StudyData, "finetune">,
+  methods: readonly string[] = [...MAIN_METHODS, ...CONTROL_NAMES],
+): Record<string, unknown>[] {
+  const chosen = [...mainScores(data), ...controlScores(data)];
+  const groups = rateScores(data);
+  const rows: Record<string, unknown>[] = [];
+  for (const task of tasksOf(groups)) {
+    for (const method of methods) {
+      const best = findScore(chosen, task, method);
+      const gs = groups.filter((g) => g.task === task && g.method === method).sort((a, b) => a.lr - b.lr);
+      if (!best || !gs.length) continue;
+      rows.push({
+        task,
+        method: METHOD_LABELS[method] ?? method,
+        metric: best.metric,
+        "score at each lr (x100, mean ± std)": gs.map((g) =>
+          `${rateText(g.lr)}: ${pointsText(g)}${g.lr === best.lr ? " (chosen)" : ""}`
+        ).join("; "),
+        "best - worst (points)": (100 * (Math.max(...gs.map((g) =>
+          g.mean
+        )) - Math.min(...gs.map((g) => g.mean))))
+          .toFixed(2),
+      });
+    }
+  }
+  return rows;
+}
+
+/**
+ * Notebook 3's learning-rate sensitivity for one task: per method (main methods, then controls) its mean
+ * ± std over seeds (x100) at each rate tried, rates ascending (plot with a log x axis).
+ */
+export function rateLines(
+  data: Pick<StudyData, "finetune">,
+  task: string,
+  methods: readonly string[] = [...MAIN_METHODS, ...CONTROL_NAMES],
+): ScoreLine[] {
+  const groups = rateScores(data).filter((g) => g.task === task);
+  return methods.flatMap((method) => {
+    const gs = groups.filter((g) => g.method === method).sort((a, b) => a.lr - b.lr);
+    if (!gs.length) return [];
+    return [{
+      name: METHOD_LABELS[method] ?? method,
+      x: gs.map((g) => g.lr),
+      y: gs.map((g) => 100 * g.mean),
+      error: gs.map((g) => (g.n > 1 ? 100 * g.std : 0)),
+      dash: (CONTROL_NAMES as readonly string[]).includes(method) ? "dot" as const : "solid" as const,
+    }];
+  });
 }
 
 /** Bars per method over tasks (x100, std as error), for plot.ts `groupedBars`; missing cells are skipped. */

@@ -62,8 +62,14 @@ Deno.test("reproduce --profile smoke: grids, seven notebooks, HTML reports with 
     const main = await Deno.readTextFile(join(dir, "reports", "03-main-table.html"));
     assert.match(main, /Head only \(control\)/);
     assert.match(main, /LayerNorm from random init \(control\)/);
-    assert.match(main, /<caption>Fine-tuning cells \(first 8 of 26 rows, 9 columns\)<\/caption>/);
-    assert.match(main, /<caption>Main grid: mean dev score over seeds[^<]*\(2 rows, 9 columns\)<\/caption>/);
+    // 2 tasks x 8 methods x 2 rates in main, 8 topk runs, 2 union runs.
+    assert.match(main, /<caption>Fine-tuning cells \(first 8 of 42 rows, 9 columns\)<\/caption>/);
+    // One row per task and rate (1e-4, 1e-3, 1e-2): task, lr and the 8 methods.
+    assert.match(main, /<caption>Main grid: mean dev score over seeds[^<]*\(6 rows, 10 columns\)<\/caption>/);
+    // The learning-rate search: best rate in the main table, sensitivity per task.
+    assert.match(main, /of \{1e-3, 1e-2\}/);
+    assert.match(main, /Score at every learning rate tried/);
+    assert.match(main, /SST-2: dev score vs learning rate/);
 
     // RESULTS.md from the same records: the main table and a verdict per finding.
     const md = join(dir, "RESULTS.md");
@@ -76,6 +82,7 @@ Deno.test("reproduce --profile smoke: grids, seven notebooks, HTML reports with 
     assert.ok(results.success, new TextDecoder().decode(results.stderr));
     const text = await Deno.readTextFile(md);
     assert.match(text, /### Main table/);
+    assert.match(text, /### Learning-rate search/);
     for (let i = 1; i <= 6; i++) assert.match(text, new RegExp(`### Finding ${i}: .* \\(\\*\\*`));
   } finally {
     await cleanup();

@@ -38,7 +38,9 @@ Deno.test("the study's executors compute change, Fisher, masks and masked fine-t
   const [dir, cleanup] = await tempDir();
   try {
     const ctx = await studyContext(tinyProfile(), { glueDir: sharedGlue() });
-    const grids = studyGrids(ctx);
+    // The rates main would have chosen (change and crosstask train at them).
+    const rates = { full: 1e-4, layernorm: 1e-3 };
+    const grids = studyGrids(ctx, { RTE: rates, MRPC: rates });
     const store = new ResultStore(join(dir, "results"), join(dir, "runs"));
     const executors = studyExecutors({ modelDir: ctx.modelDir, glueDir: ctx.glueDir, verbose: false });
     const wanted = [findGrid(grids, "change"), findGrid(grids, "crosstask")];
@@ -77,7 +79,8 @@ Deno.test("the study's executors compute change, Fisher, masks and masked fine-t
     for (const cell of cells.filter((c) => c.kind === "finetune")) {
       const ft = (await rec(cell.id)) as FinetuneRecord;
       assert.ok(Number.isFinite(ft.result.score), `${cell.label}: a score`);
-      assert.equal(ft.result.steps, 2, "16 examples in batches of 8, one epoch");
+      // 16 examples in batches of 8: one epoch of full fine-tuning, two of a mask (the sparse rule).
+      assert.equal(ft.result.steps, cell.config.mode === "full" ? 2 : 4, cell.label);
       if (cell.config.mode === "mask") {
         const mask = (await rec(cell.deps.mask.id)) as MaskCellRecord;
         assert.equal(
@@ -129,7 +132,7 @@ Deno.test("the controls run through the executors: head, head-pooler, full and L
   try {
     const profile: Profile = { ...tinyProfile(), tasks: ["RTE", "MRPC"], controls: [...CONTROL_NAMES] };
     const ctx = await studyContext(profile, { glueDir: sharedGlue() });
-    const cells = CONTROL_NAMES.map((c) => controlCell(ctx, "RTE", c, 0));
+    const cells = CONTROL_NAMES.map((c) => controlCell(ctx, "RTE", c, 0, 1e-3));
     const store = new ResultStore(join(dir, "results"), join(dir, "runs"));
     const executors = studyExecutors({ modelDir: ctx.modelDir, glueDir: ctx.glueDir, verbose: false });
     assert.equal((await new Runner({ store, executors }).runAll(cells)).computed, 4);

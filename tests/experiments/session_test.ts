@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import { makeCell } from "../../lib/experiments/grid.ts";
 import { Runner } from "../../lib/experiments/runner.ts";
 import {
+  chosenRates,
   estimateText,
   jobsFrom,
   parseShard,
@@ -13,6 +14,9 @@ import {
 import { ResultStore } from "../../lib/experiments/store.ts";
 import { ROOT } from "../../lib/util/paths.ts";
 import { sharedGlue, sharedModel, tempDir } from "../env.ts";
+import { PROFILES } from "../../lib/experiments/profiles.ts";
+import { findGrid, selectionCells, studyGrids } from "../../lib/experiments/study.ts";
+import { fakeContext } from "./fake_context.ts";
 
 async function normtune(args: string[], env: Record<string, string>) {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -37,39 +41,98 @@ Deno.test("grid lists, counts and estimates; run-cell runs one cell by index", a
     const list = await normtune(["grid", "--list"], env);
     assert.equal(list.code, 0, list.stderr);
     assert.match(list.stdout, /^fisher\s+2 cells/m);
-    // 2 tasks x (4 main methods + 4 controls)
-    assert.match(list.stdout, /^main\s+16 cells/m);
-    assert.match(list.stdout, /^crosstask\s+6 cells/m);
+    // 2 tasks x (4 main methods + 4 controls) x 2 rates
+    assert.match(list.stdout, /^main\s+32 cells/m);
+    // Not declared before main has chosen the LayerNorm rates, but counted.
+    assert.match(list.stdout, /^crosstask\s+6 cells .*\[6 wait on main's chosen rates\]$/m);
 
     const count = await normtune(["grid", "--grid", "main", "--count"], env);
-    assert.equal(count.stdout.trim(), "16");
+    assert.equal(count.stdout.trim(), "32");
+    const topkCount = await normtune(["grid", "--grid", "topk", "--count"], env);
+    assert.equal(topkCount.stdout.trim(), "8", "a job array submitted before main gets every index");
 
-    const bad = await normtune(["run-cell", "--grid", "main", "--index", "16"], env);
+    const bad = await normtune(["run-cell", "--grid", "main", "--index", "32"], env);
     assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /--index 16 is out of range: grid "main" has 16 cells \(0\.\.15\)/);
+    assert.match(bad.stderr, /--index 32 is out of range: grid "main" has 32 cells \(0\.\.31\)/);
     const unknown = await normtune(["grid", "--grid", "mian"], env);
     assert.match(unknown.stderr, /unknown grid "mian"/);
+    const early = await normtune(["run-cell", "--grid", "topk", "--index", "0"], env);
+    assert.notEqual(early.code, 0);
+    assert.match(early.stderr, /grid topk: 8 of 8 cells wait .*SST-2: main has 0 of 2 layernorm runs/);
 
-    const one = await normtune(["run-cell", "--grid", "main", "--index", "2"], env);
+    // Seed-major, then task, method and rate: index 4 is SST-2's LayerNorm at the first rate.
+    const one = await normtune(["run-cell", "--grid", "main", "--index", "4"], env);
     assert.equal(one.code, 0, one.stderr);
-    assert.match(one.stderr, /main#2 \[1\/1\] finetune SST-2 layernorm seed 0/);
+    assert.match(one.stderr, /main#4 \[1\/1\] finetune SST-2 layernorm lr 1e-3 seed 0/);
     const ids = [...Deno.readDirSync(join(dir, "results"))].map((e) => e.name).sort();
     assert.equal(ids.length, 2, `one record and the manifests folder, got ${ids}`);
     assert.ok(ids.includes("grids"));
 
     const status = await normtune(["grid", "--grid", "main", "--list"], env);
     const lines = status.stdout.trim().split("\n");
-    assert.equal(lines.length, 16);
-    assert.match(lines[2], /^\s+2\s+[0-9a-f]{16}\s+done\s+finetune SST-2 layernorm seed 0$/);
-    assert.equal(lines.filter((l) => /\stodo\s/.test(l)).length, 15);
-    assert.equal(ids.find((n) => n.endsWith(".json")), `${lines[2].trim().split(/\s+/)[1]}.json`);
+    assert.equal(lines.length, 32);
+    assert.match(lines[4], /^\s+4\s+[0-9a-f]{16}\s+done\s+finetune SST-2 layernorm lr 1e-3 seed 0$/);
+    assert.equal(lines.filter((l) => /\stodo\s/.test(l)).length, 31);
+    assert.equal(ids.find((n) => n.endsWith(".json")), `${lines[4].trim().split(/\s+/)[1]}.json`);
 
     const est = await normtune(["grid", "--grid", "main", "--estimate"], env);
     assert.equal(est.code, 0, est.stderr);
-    assert.match(est.stderr, /grid main \(profile smoke\): 16 cells, 1 finished, 15 to run/);
-    assert.match(est.stderr, /finetune\/sparse\s+11 cells\s+\d+ units\s+x [\d.]+ m?s \(measured here\)/);
-    assert.match(est.stderr, /finetune\/full\s+4 cells\s+\d+ units\s+x 50\.0 ms \(nominal\)/);
+    assert.match(est.stderr, /grid main \(profile smoke\): 32 cells, 1 finished, 31 to run/);
+    // Per task and rate: full and its random-init control; BitFit, the LayerNorms and LayerNorm from random
+    // init (one finished); the two head controls. 2 tasks x 2 rates each.
+    assert.match(est.stderr, /finetune\/sparse\s+15 cells\s+\d+ units\s+x [\d.]+ m?s \(measured here\)/);
+    assert.match(est.stderr, /finetune\/full\s+8 cells\s+\d+ units\s+x 91\.0 ms \(nominal\)/);
+    assert.match(est.stderr, /finetune\/head\s+8 cells\s+\d+ units\s+x 29\.0 ms \(nominal\)/);
     assert.match(est.stderr, /expected: \d+:\d\d/);
+    // A waiting grid is estimated with stand-ins and says what it waits on.
+    const topk = await normtune(["grid", "--grid", "topk", "--estimate"], env);
+    assert.equal(topk.code, 0, topk.stderr);
+    assert.match(topk.stderr, /finetune\/mask\s+8 cells/);
+    assert.match(
+      topk.stderr,
+      /grid topk: 8 of 8 cells wait on other grids' results .*STS-B: main has 0 of 2/,
+    );
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("chosenRates: a task's rate once main has every run that chooses it, else how far it is", async () => {
+  const [dir, cleanup] = await tempDir();
+  try {
+    const ctx = fakeContext(PROFILES.smoke); // SST-2, STS-B; rates full {1e-4, 1e-3}, sparse {1e-3, 1e-2}
+    const store = new ResultStore(join(dir, "r"), join(dir, "w"));
+    const finish = async (cells: ReturnType<typeof selectionCells>, score: (lr: number) => number) => {
+      for (const c of cells) {
+        await store.write({
+          id: c.id,
+          kind: c.kind,
+          label: c.label,
+          config: c.config,
+          deps: {},
+          result: { score: score(Number(c.config.lr)) },
+          artefacts: [],
+          cost: 1,
+          timings: { startedAt: "", finishedAt: "", seconds: 1 },
+          finishedAt: "",
+          host: "test",
+        });
+      }
+    };
+    assert.deepEqual(await chosenRates(ctx, store), {
+      "SST-2": { full: "main has 0 of 2 full runs", layernorm: "main has 0 of 2 layernorm runs" },
+      "STS-B": { full: "main has 0 of 2 full runs", layernorm: "main has 0 of 2 layernorm runs" },
+    });
+    // SST-2's LayerNorm: the larger rate scores better; its full runs: one of two finished.
+    await finish(selectionCells(ctx, "SST-2", "layernorm"), (lr) => (lr === 1e-2 ? 0.7 : 0.6));
+    await finish(selectionCells(ctx, "SST-2", "full").slice(0, 1), () => 0.8);
+    const chosen = await chosenRates(ctx, store);
+    assert.deepEqual(chosen["SST-2"], { full: "main has 1 of 2 full runs", layernorm: 1e-2 });
+    const topk = findGrid(studyGrids(ctx, chosen), "topk");
+    assert.ok(
+      topk.cells.length > 0 && topk.cells.every((c) => c.config.task === "SST-2" && c.config.lr === 1e-2),
+    );
+    assert.equal(topk.waiting?.length, 1, "STS-B still waits");
   } finally {
     await cleanup();
   }

@@ -1,13 +1,16 @@
 import assert from "node:assert/strict";
-import { closure, uniqueCells } from "../../lib/experiments/grid.ts";
-import { CONTROL_NAMES, PROFILES } from "../../lib/experiments/profiles.ts";
+import { closure, gridSize, uniqueCells, waitingText } from "../../lib/experiments/grid.ts";
+import { PROFILES, sparseEpochs } from "../../lib/experiments/profiles.ts";
+import { rateText } from "../../lib/experiments/rates.ts";
 import {
   CELL_OVERHEAD,
-  changeCell,
+  type ChosenRates,
   controlCell,
   findGrid,
   finetuneCell,
   GRID_NAMES,
+  mainMethods,
+  recordCostClass,
   type StudyContext,
   studyContext,
   studyGrids,
@@ -18,97 +21,143 @@ import { getTask } from "../../lib/glue/tasks.ts";
 import { getProfile } from "../../lib/experiments/profiles.ts";
 import type { TaskName } from "../../lib/glue/tasks.ts";
 import { sharedGlue, sharedModel } from "../env.ts";
+import { fakeContext } from "./fake_context.ts";
 
-/** A context without files: identities made up, sizes as given. */
-function fakeContext(profile = PROFILES.cpu, over: Partial<StudyContext> = {}): StudyContext {
-  const file = (tag: string, examples: number) => ({
-    sha256: tag.padEnd(64, "0"),
-    bytes: 100,
-    examples,
-    tokens: 32,
-  });
-  const data: StudyContext["data"] = {};
-  for (const t of profile.tasks) data[t] = { train: file(`${t}tr`, 1000), dev: file(`${t}dv`, 200) };
-  return {
-    profile,
-    modelDir: "/models/x",
-    model: { sha256: "ab".repeat(32), bytes: 1 },
-    backend: "wasm",
-    glueDir: "/glue",
-    data,
-    ...over,
-  };
+/** Every task's full and LayerNorm rates chosen (the first of each class's list unless given). */
+function allChosen(ctx: StudyContext, lr: Partial<Record<"full" | "layernorm", number>> = {}): ChosenRates {
+  const t = ctx.profile.train;
+  return Object.fromEntries(
+    ctx.profile.tasks.map((
+      task,
+    ) => [task, { full: lr.full ?? t.lr.full[0], layernorm: lr.layernorm ?? t.lr.layernorm[0] }]),
+  );
 }
 
 Deno.test("the cpu study's grids have the expected cells", () => {
   const ctx = fakeContext();
-  const grids = studyGrids(ctx);
+  const p = ctx.profile;
+  const grids = studyGrids(ctx, allChosen(ctx));
   assert.deepEqual(grids.map((g) => g.name), [...GRID_NAMES]);
   const size = (name: string) => findGrid(grids, name).cells.length;
-  const [tasks, seeds, ks] = [5, 3, 6];
+  const [tasks, seeds, ks] = [p.tasks.length, p.seeds.length, p.topk.length];
+  // Every main method and control at every rate of its class.
+  const perSeedTask = mainMethods(p).reduce((a, m) => a + p.train.lr[m.mode].length, 0);
+  assert.equal(perSeedTask, 8 * 3, "8 methods x 3 rates");
   assert.equal(size("fisher"), tasks);
-  assert.equal(size("main"), tasks * 4 * seeds);
+  assert.equal(size("main"), tasks * perSeedTask * seeds);
   assert.equal(size("change"), tasks);
   assert.equal(size("topk"), tasks * ks * 2 * seeds);
   assert.equal(size("crosstask"), tasks * 3 * seeds);
   for (const g of grids) {
     assert.equal(new Set(g.cells.map((c) => c.id)).size, g.cells.length, `${g.name}: ids unique`);
+    assert.deepEqual(g.waiting ?? [], [], `${g.name}: every rate chosen, nothing waits`);
+    assert.equal(gridSize(g), g.cells.length);
   }
   assert.throws(() => findGrid(grids, "nope"), /unknown grid "nope"; the study's grids are fisher, main/);
 });
 
-Deno.test("controls: appended to the main grid per task and seed; every other cell keeps its id", () => {
-  const plain = fakeContext(PROFILES.cpu);
-  const withControls = fakeContext({ ...PROFILES.cpu, controls: [...CONTROL_NAMES] });
-  const [a, b] = [studyGrids(plain), studyGrids(withControls)];
-  for (const name of GRID_NAMES) {
-    const ids = (gs: typeof a) => findGrid(gs, name).cells.map((c) => c.id);
-    if (name !== "main") assert.deepEqual(ids(b), ids(a), `${name} unchanged`);
+Deno.test("main: every method and control at every rate of its class, seed-major", () => {
+  const ctx = fakeContext();
+  const p = ctx.profile;
+  const main = findGrid(studyGrids(ctx), "main").cells;
+  // The first seed covers every task, method and rate before the second starts.
+  const half = main.length / p.seeds.length;
+  assert.deepEqual(new Set(main.slice(0, half).map((c) => c.config.seed)), new Set([0]));
+  assert.deepEqual(new Set(main.slice(half).map((c) => c.config.seed)), new Set([1]));
+  const of = (label: string) => main.find((c) => c.label === `finetune RTE ${label} seed 1`)!.config;
+  for (const lr of p.train.lr.full) {
+    assert.equal(of(`full lr ${rateText(lr)}`).lr, lr);
+    const random = of(`full-random-init lr ${rateText(lr)}`);
+    assert.deepEqual([random.mode, random.init, random.lr, random.epochs], [
+      "full",
+      "random",
+      lr,
+      p.train.epochs,
+    ]);
   }
-  const mainA = findGrid(a, "main").cells, mainB = findGrid(b, "main").cells;
-  assert.equal(mainB.length, mainA.length + 5 * 4 * 3);
-  const old = new Set(mainA.map((c) => c.id));
-  assert.deepEqual(mainB.filter((c) => old.has(c.id)).map((c) => c.id), mainA.map((c) => c.id));
-  const added = mainB.filter((c) => !old.has(c.id));
-  // Per task: the main modes' cells, then each control x seeds.
-  assert.deepEqual(
-    mainB.slice(12, 24).map((c) => c.label),
-    CONTROL_NAMES.flatMap((n) => [0, 1, 2].map((s) => `finetune CoLA ${n} seed ${s}`)),
-  );
-  const of = (label: string) => added.find((c) => c.label === `finetune RTE ${label} seed 1`)!.config;
-  assert.equal(of("head").mode, "head");
-  assert.equal(of("head").init, undefined);
-  assert.equal(of("head-pooler").mode, "head-pooler");
-  assert.deepEqual([of("full-random-init").mode, of("full-random-init").init], ["full", "random"]);
-  assert.equal(of("full-random-init").lr, PROFILES.cpu.train.lr.full, "the pretrained counterpart's rate");
-  assert.deepEqual([of("layernorm-random-init").mode, of("layernorm-random-init").init], [
-    "layernorm",
-    "random",
-  ]);
-  // Random init is part of the id: same mode and seed, other cell.
+  for (const lr of p.train.lr.layernorm) {
+    const ln = of(`layernorm lr ${rateText(lr)}`);
+    assert.deepEqual([ln.lr, ln.epochs, ln.init], [lr, sparseEpochs(p.train.epochs), undefined]);
+    assert.equal(of(`layernorm-random-init lr ${rateText(lr)}`).init, "random");
+    assert.equal(of(`head lr ${rateText(lr)}`).mode, "head");
+    assert.equal(of(`head-pooler lr ${rateText(lr)}`).mode, "head-pooler");
+  }
+  // Random init and the rate are part of the id.
   assert.notEqual(
-    controlCell(plain, "RTE", "full-random-init", 0).id,
-    finetuneCell(plain, "RTE", "full", 0).id,
+    controlCell(ctx, "RTE", "full-random-init", 0, 1e-4).id,
+    finetuneCell(ctx, "RTE", "full", 0, 1e-4).id,
   );
-  // The profiles: controls on smoke only, until the cpu profile is recomputed (issue 15).
-  assert.deepEqual(PROFILES.smoke.controls, [...CONTROL_NAMES]);
-  assert.deepEqual(PROFILES.cpu.controls, []);
+  assert.notEqual(finetuneCell(ctx, "RTE", "full", 0, 3e-4).id, finetuneCell(ctx, "RTE", "full", 0, 1e-4).id);
+  // Controls only add cells: the main methods' cells are the same with or without them.
+  const plain = fakeContext({ ...PROFILES.cpu, controls: [] });
+  const without = findGrid(studyGrids(plain), "main").cells.map((c) => c.id);
+  assert.deepEqual(main.map((c) => c.id).filter((id) => without.includes(id)), without);
+  assert.throws(() => finetuneCell(ctx, "RTE", "full", 0, NaN), /finetune RTE full seed 0: learning rate/);
+});
+
+Deno.test("change, topk and crosstask wait on main's chosen rates, saying why", () => {
+  const ctx = fakeContext();
+  const full = studyGrids(ctx, allChosen(ctx));
+  // Nothing chosen: no cell declared, every one waiting, counts unchanged.
+  const none = studyGrids(ctx);
+  for (const name of ["change", "topk", "crosstask"]) {
+    const g = findGrid(none, name);
+    assert.equal(g.cells.length, 0, name);
+    assert.equal(gridSize(g), findGrid(full, name).cells.length, `${name}: the count does not wait`);
+    assert.equal(g.waiting!.length, ctx.profile.tasks.length, `${name}: one reason per task`);
+    assert.match(
+      waitingText(g)!,
+      new RegExp(`grid ${name}: \\d+ of \\d+ cells wait .*CoLA: main's records not read`),
+    );
+  }
+  // One task chosen: its cells are declared at that rate, in the same order; the others say why not.
+  const some: ChosenRates = {
+    RTE: { full: 3e-4, layernorm: 1e-2 },
+    CoLA: { full: "main has 2 of 6 full runs", layernorm: "main has 5 of 6 layernorm runs" },
+  };
+  const grids = studyGrids(ctx, some);
+  const topk = findGrid(grids, "topk");
+  assert.ok(topk.cells.length > 0);
+  assert.ok(
+    topk.cells.every((c) => c.config.task === "RTE" && c.config.lr === 1e-2 && c.config.mode === "mask"),
+  );
+  assert.deepEqual(
+    topk.cells.map((c) => c.id),
+    findGrid(studyGrids(ctx, allChosen(ctx, { layernorm: 1e-2 })), "topk").cells.filter((c) =>
+      c.config.task === "RTE"
+    )
+      .map((c) => c.id),
+  );
+  assert.match(
+    waitingText(topk)!,
+    /CoLA: main has 5 of 6 layernorm runs \(its layernorm rate is not chosen yet\)/,
+  );
+  const change = findGrid(grids, "change");
+  assert.deepEqual(change.cells.map((c) => c.deps.tuned.config.lr), [3e-4]);
+  assert.match(waitingText(change)!, /CoLA: main has 2 of 6 full runs/);
+  // Stand-ins cost what the cells will: the rate does not change the cost.
+  const standIn = topk.waiting![0].standIns[0];
+  assert.equal(standIn.cost, topk.cells[0].cost);
+  assert.equal(waitingText(findGrid(full, "topk")), undefined);
 });
 
 Deno.test("dependencies: change reads main's full run, masks read Fisher, cross-task shares topk cells", () => {
   const ctx = fakeContext();
-  const grids = studyGrids(ctx);
+  const grids = studyGrids(ctx, allChosen(ctx, { full: 3e-4, layernorm: 3e-3 }));
   const main = new Set(findGrid(grids, "main").cells.map((c) => c.id));
   const topk = new Set(findGrid(grids, "topk").cells.map((c) => c.id));
   const fisher = new Set(findGrid(grids, "fisher").cells.map((c) => c.id));
   for (const c of findGrid(grids, "change").cells) {
     assert.ok(main.has(c.deps.tuned.id), "the change cell's run is the main grid's cell");
     assert.equal(c.deps.tuned.config.mode, "full");
+    assert.equal(c.deps.tuned.config.lr, 3e-4, "at the chosen full rate");
     assert.equal(c.deps.tuned.config.seed, ctx.profile.changeSeed);
   }
   for (const c of findGrid(grids, "topk").cells) {
     const mask = c.deps.mask;
     assert.equal(c.config.mode, "mask");
+    assert.equal(c.config.lr, 3e-3, "at the chosen LayerNorm rate");
+    assert.equal(c.config.epochs, sparseEpochs(ctx.profile.train.epochs));
     assert.equal(mask.kind, "mask");
     if (mask.config.method === "fisher") assert.ok(fisher.has(mask.deps.fisher.id));
     else assert.deepEqual(Object.keys(mask.deps), [], "a random mask needs only the model's shapes");
@@ -132,13 +181,13 @@ Deno.test("dependencies: change reads main's full run, masks read Fisher, cross-
 
 Deno.test("every identity input reaches the ids, and only where it belongs", () => {
   const ctx = fakeContext();
-  const ids = (c: StudyContext) => new Set(studyGrids(c).flatMap((g) => closure(g.cells)).map((x) => x.id));
+  const all = (c: StudyContext) => studyGrids(c, allChosen(c)).flatMap((g) => closure(g.cells));
+  const ids = (c: StudyContext) => new Set(all(c).map((x) => x.id));
   const base = ids(ctx);
   const disjoint = (other: Set<string>, what: string) =>
     assert.equal([...other].filter((id) => base.has(id)).length, 0, `${what} must change every id`);
   // Random masks are plain JavaScript: the backend does not touch them (nor their id).
-  const cells = studyGrids(ctx).flatMap((g) => closure(g.cells));
-  const random = new Set(cells.filter((c) => c.config.method === "random").map((c) => c.id));
+  const random = new Set(all(ctx).filter((c) => c.config.method === "random").map((c) => c.id));
   const other = ids(fakeContext(PROFILES.cpu, { backend: "cpu" }));
   assert.deepEqual(
     new Set([...other].filter((id) => base.has(id))),
@@ -149,18 +198,17 @@ Deno.test("every identity input reaches the ids, and only where it belongs", () 
   // One task's data: that task's cells and their dependants change, the other tasks' fine-tunings do not.
   const changed = fakeContext();
   changed.data.RTE = { ...changed.data.RTE!, train: { ...changed.data.RTE!.train, sha256: "f".repeat(64) } };
-  const rte = (task: TaskName, c: StudyContext) => finetuneCell(c, task, "layernorm", 0).id;
+  const rte = (task: TaskName, c: StudyContext) => finetuneCell(c, task, "layernorm", 0, 1e-3).id;
   assert.notEqual(rte("RTE", changed), rte("RTE", ctx));
   assert.equal(rte("CoLA", changed), rte("CoLA", ctx));
-  // A hyperparameter of the profile.
-  const lr = fakeContext({
-    ...PROFILES.cpu,
-    train: { ...PROFILES.cpu.train, lr: { ...PROFILES.cpu.train.lr, full: 5e-5 } },
-  });
-  assert.notEqual(changeCell(lr, "RTE").id, changeCell(ctx, "RTE").id, "the change cell follows its run");
-  assert.equal(finetuneCell(lr, "RTE", "bitfit", 1).id, finetuneCell(ctx, "RTE", "bitfit", 1).id);
+  // The chosen rate: the change cell follows its run; the LayerNorm rate moves topk, not change.
+  const grid = (name: string, chosen: ChosenRates) =>
+    findGrid(studyGrids(ctx, chosen), name).cells.map((c) => c.id);
+  assert.notDeepEqual(grid("change", allChosen(ctx, { full: 1e-3 })), grid("change", allChosen(ctx)));
+  assert.deepEqual(grid("change", allChosen(ctx, { layernorm: 1e-2 })), grid("change", allChosen(ctx)));
+  assert.notDeepEqual(grid("topk", allChosen(ctx, { layernorm: 1e-2 })), grid("topk", allChosen(ctx)));
   // Labels are unique within a grid, so progress lines and listings are unambiguous.
-  for (const g of studyGrids(ctx)) {
+  for (const g of studyGrids(ctx, allChosen(ctx))) {
     assert.equal(new Set(g.cells.map((c) => c.label)).size, g.cells.length, g.name);
   }
 });
@@ -172,10 +220,10 @@ Deno.test("costs follow data size, tokens per example, batch and epochs", () => 
     train: { ...ctx.data.CoLA!.train, tokens: 12 },
     dev: { ...ctx.data.CoLA!.dev, tokens: 12 },
   };
-  const rte = finetuneCell(ctx, "RTE", "layernorm", 0);
-  // 2 epochs x (32 steps of 32 + 1000 x 80 tokens / 256 + 200 x 80 / 768 for evaluation).
-  assert.equal(rte.cost, Math.round(CELL_OVERHEAD + 2 * (32 + (1000 * 80) / 256 + (200 * 80) / 768)));
-  const cola = finetuneCell(ctx, "CoLA", "layernorm", 0).cost;
+  const rte = finetuneCell(ctx, "RTE", "layernorm", 0, 1e-3);
+  // 3 epochs (sparse) x (32 steps of 32 + 1000 x 80 tokens / 256 + 200 x 80 / 768 for evaluation).
+  assert.equal(rte.cost, Math.round(CELL_OVERHEAD + 3 * (32 + (1000 * 80) / 256 + (200 * 80) / 768)));
+  const cola = finetuneCell(ctx, "CoLA", "layernorm", 0, 1e-3).cost;
   assert.ok(rte.cost - CELL_OVERHEAD > 4 * (cola - CELL_OVERHEAD), "long pairs cost more per example");
   // Truncation caps the tokens.
   assert.equal(
@@ -186,7 +234,15 @@ Deno.test("costs follow data size, tokens per example, batch and epochs", () => 
     CELL_OVERHEAD + 9,
   );
   assert.equal(rte.costClass, "finetune/sparse");
-  assert.equal(finetuneCell(ctx, "RTE", "full", 0).costClass, "finetune/full");
+  assert.equal(finetuneCell(ctx, "RTE", "full", 0, 1e-4).costClass, "finetune/full");
+  assert.equal(controlCell(ctx, "RTE", "head-pooler", 0, 1e-3).costClass, "finetune/head");
+  assert.equal(controlCell(ctx, "RTE", "layernorm-random-init", 0, 1e-3).costClass, "finetune/sparse");
+  const masked = findGrid(studyGrids(ctx, allChosen(ctx)), "topk").cells[0];
+  assert.equal(masked.costClass, "finetune/mask");
+  // Records written before the split (masks under "finetune/sparse") are classed by their mode.
+  const old = { kind: "finetune", config: masked.config, costClass: "finetune/sparse" };
+  assert.equal(recordCostClass(old), "finetune/mask");
+  assert.equal(recordCostClass({ kind: "fisher", config: {}, costClass: "fisher" }), "fisher");
 });
 
 Deno.test("token estimates read the text columns", () => {

@@ -25,7 +25,14 @@ Deno.test("renderResultsMarkdown: main table and six verdicts, numbers with thei
   // No control runs: the control checks are there, and say they could not be judged.
   assert.match(md, /### Control checks/);
   assert.match(md, /### Control check C1: LayerNorm-only beats head-only \(\*\*not enough data\*\*\)/);
-  assert.match(md, /profile `cpu` runs no `head` control/);
+  // cpu declares the controls: the message names the grid that runs them.
+  assert.match(
+    md,
+    /C1\. .*\| not enough data \| could not be judged, .*run `deno task normtune grid --grid main --profile cpu`/,
+  );
+  // The learning-rate search: one rate per method here (a one-rate search).
+  assert.match(md, /### Learning-rate search/);
+  assert.match(md, /\| RTE +\| LayerNorm +\| accuracy \| 1e-3: 79\.50 ± 0\.71 \(chosen\) +\| 0\.00 /);
   assert.ok(!md.includes("Head only (control)"), "no control rows in the main table");
   // With controls: they join the main table, below the main methods.
   const withControls = renderResultsMarkdown(study({

@@ -15,9 +15,10 @@ import {
   finding6,
   judge,
   parameterCounts,
+  rateNotes,
   THRESHOLDS,
 } from "../../lib/report/findings.ts";
-import { mainScores } from "../../lib/report/study_views.ts";
+import { controlScores, mainScores } from "../../lib/report/study_views.ts";
 import { changeRecord, fisherRecord, maskRecord, seeds, study } from "./study_fixtures.ts";
 
 const check = (pass: boolean, primary = true): Check => ({
@@ -235,4 +236,52 @@ Deno.test("controls C2, C3: pretrained beats random init, per task; random init 
     false,
     "2 points exactly",
   );
+});
+
+Deno.test("the verdicts compare each method at its best learning rate; the rules are unchanged", () => {
+  // LayerNorm: poor at 1e-3, good at 1e-2; full best at 3e-4 of {1e-4, 3e-4, 1e-3}.
+  const runs = [
+    ...seeds("full", [0.7, 0.7], { lr: 1e-4 }),
+    ...seeds("full", [0.8, 0.8], { lr: 3e-4 }),
+    ...seeds("full", [0.3, 0.3], { lr: 1e-3 }),
+    ...seeds("bitfit", [0.79, 0.79], { lr: 1e-3 }),
+    ...seeds("layernorm", [0.5, 0.5], { lr: 1e-3 }),
+    ...seeds("layernorm", [0.79, 0.79], { lr: 1e-2 }),
+    ...seeds("head", [0.76, 0.76], { lr: 1e-3 }),
+    ...seeds("head", [0.7, 0.7], { lr: 1e-2 }),
+  ];
+  const f3 = finding3(study({ finetune: runs }));
+  assert.equal(f3.verdict, "partly supported", f3.summary); // the ratio check fails on bert-tiny's counts
+  assert.deepEqual(f3.checks.filter((c) => c.primary).map((c) => c.pass), [true, true]);
+  assert.match(f3.checks[0].detail, /LN 79\.00 ± 0\.00 vs full 80\.00 ± 0\.00/);
+  assert.equal(f3.numbers[0]["best lr (full, BitFit, LN)"], "3e-4, 1e-3, 1e-2");
+  // Only the chosen rate's runs are sources; the other rates' are not.
+  const chosen = new Set(
+    runs.filter((r) => [3e-4, 1e-2].includes(r.config.lr) || r.config.mode === "bitfit"),
+  );
+  assert.ok(f3.checks[0].sources.every((id) => [...chosen].some((r) => r.id === id)));
+  // C1 sees head-only at its best rate (1e-3: 76), so LayerNorm's 3 points beat it (margin 2).
+  const [c1] = evaluateControls(study({ finetune: runs }));
+  assert.equal(c1.checks[0].pass, true, c1.checks[0].detail);
+  assert.match(c1.checks[0].detail, /vs Head only 76\.00/);
+  // The search's notes: LayerNorm's and head-only's best at an edge of two rates; full's inside.
+  assert.match(
+    f3.notes.join(" "),
+    /Best learning rate at the edge .*LayerNorm on RTE \(1e-2 of \{1e-3, 1e-2\}, at the edge\)/,
+  );
+  assert.ok(!/Full fine-tuning on RTE/.test(f3.notes.join(" ")), "3e-4 is inside {1e-4, 3e-4, 1e-3}");
+});
+
+Deno.test("rateNotes: an unfinished search is said, with the seeds compared", () => {
+  const runs = [
+    ...seeds("layernorm", [0.5, 0.9], { lr: 1e-3 }),
+    ...seeds("layernorm", [0.6], { lr: 3e-3 }),
+    ...seeds("layernorm", [0.55], { lr: 1e-2 }),
+  ];
+  const [ln] = mainScores(study({ finetune: runs }));
+  assert.equal(ln.lr, 3e-3, "compared on seed 0, the one every rate has");
+  assert.deepEqual(rateNotes([ln]), [
+    "Learning-rate search unfinished (rates compared on the seeds all have): LayerNorm on RTE (seeds 0).",
+  ]);
+  assert.deepEqual(rateNotes([...controlScores(study({ finetune: seeds("head", [0.6]) }))]), [], "one rate");
 });

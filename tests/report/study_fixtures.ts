@@ -46,6 +46,8 @@ export interface RunOptions {
   trainable?: number;
   /** Started from random weights (a control). */
   init?: "random";
+  /** Learning rate (default 1e-3). */
+  lr?: number;
 }
 
 /** A fine-tuning record: a main mode, or mode `mask` when `mask` is given. */
@@ -61,7 +63,7 @@ export function run(mode: string, score: number, o: RunOptions = {}): FinetuneRe
       task,
       mode: o.mask ? "mask" : mode,
       seed,
-      lr: 1e-3,
+      lr: o.lr ?? 1e-3,
       epochs: 2,
       maxTrain: null,
       maxDev: null,

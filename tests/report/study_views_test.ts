@@ -19,6 +19,10 @@ import {
   placementBars,
   rankComponentRows,
   rankingTable,
+  rateLines,
+  rateNote,
+  rateScores,
+  rateTableRows,
   scoreBars,
   studyHeader,
   topkLines,
@@ -131,6 +135,58 @@ Deno.test("controlScores: controls by method (random init apart from its mode), 
   ]);
   assert.equal(rows[3]["score (x100, mean ± std)"], "51.00 ± 1.41");
   assert.equal(rows.length, 10, "five rows, then the five means over tasks");
+});
+
+Deno.test("the learning-rate search: best rate in the tables, every rate in the sensitivity lines", () => {
+  const data = study({
+    finetune: [
+      ...seeds("full", [0.7, 0.72], { lr: 1e-4 }),
+      ...seeds("full", [0.8, 0.82], { lr: 3e-4 }),
+      ...seeds("full", [0.6, 0.6], { lr: 1e-3 }),
+      ...seeds("layernorm", [0.6, 0.6], { lr: 1e-2 }),
+      ...seeds("layernorm", [0.55, 0.55], { lr: 1e-3 }),
+      ...seeds("head", [0.5, 0.52], { lr: 1e-3 }),
+      ...seeds("layernorm", [0.4, 0.4], { lr: 1e-3, task: "MRPC" }),
+    ],
+  });
+  const main = mainScores(data);
+  assert.deepEqual(main.map((g) => [g.task, g.method, g.lr, g.n]), [
+    ["RTE", "full", 3e-4, 2],
+    ["RTE", "layernorm", 1e-2, 2],
+    ["MRPC", "layernorm", 1e-3, 2],
+  ]);
+  assert.ok(Math.abs(main[0].mean - 0.81) < 1e-12);
+  assert.equal(rateNote(main[0]), "3e-4 of {1e-4, 3e-4, 1e-3}");
+  assert.equal(rateNote(main[1]), "1e-2 of {1e-3, 1e-2}, at the edge");
+  assert.equal(rateNote(main[2]), "1e-3", "a one-rate search says only its rate");
+  const rows = mainTableRows([...main, ...controlScores(data)], [...MAIN_METHODS, ...CONTROL_NAMES]);
+  assert.deepEqual(rows.slice(0, 3).map((r) => [r.method, r["lr (best of those tried)"]]), [
+    ["Full fine-tuning", "3e-4 of {1e-4, 3e-4, 1e-3}"],
+    ["LayerNorm", "1e-2 of {1e-3, 1e-2}, at the edge"],
+    ["Head only (control)", "1e-3"],
+  ]);
+  // Every rate, per task and method.
+  assert.equal(rateScores(data).length, 7);
+  const lines = rateLines(data, "RTE");
+  assert.deepEqual(lines.map((l) => [l.name, l.x, l.dash]), [
+    ["Full fine-tuning", [1e-4, 3e-4, 1e-3], "solid"],
+    ["LayerNorm", [1e-3, 1e-2], "solid"],
+    ["Head only (control)", [1e-3], "dot"],
+  ]);
+  assert.deepEqual(lines[0].y.map((y) => Math.round(y)), [71, 81, 60]);
+  assert.ok(Math.abs(lines[0].error![0] - 100 * Math.SQRT2 * 0.01) < 1e-9);
+  const table = rateTableRows(data);
+  assert.deepEqual(table.map((r) => [r.task, r.method]), [
+    ["RTE", "Full fine-tuning"],
+    ["RTE", "LayerNorm"],
+    ["RTE", "Head only (control)"],
+    ["MRPC", "LayerNorm"],
+  ]);
+  assert.equal(
+    table[1]["score at each lr (x100, mean ± std)"],
+    "1e-3: 55.00 ± 0.00; 1e-2: 60.00 ± 0.00 (chosen)",
+  );
+  assert.equal(table[0]["best - worst (points)"], "21.00");
 });
 
 Deno.test("maskScores, topkLines and closestK: masked runs by method and k, references flat", () => {
