@@ -19,8 +19,8 @@
  */
 import type { tf } from "../tf.ts";
 import { elementCount } from "../util/shape.ts";
-import { type AnyBackend, Io, type TI } from "./kernel_io.ts";
-import { fromHeads, fromHeadsT, type Heads, toHeads, toHeadsT, transposeInto } from "./layout.ts";
+import { type AnyBackend, Io, type Mat, type Out, type TI } from "./kernel_io.ts";
+import { transposeInto } from "./layout.ts";
 
 type KernelArgs = { inputs: Record<string, TI>; backend: AnyBackend; attrs: Record<string, unknown> };
 type Kernel = (args: KernelArgs) => TI | TI[];
@@ -268,98 +268,226 @@ const gelu: Kernel = ({ inputs: { x }, backend }) => {
 
 // ---- attention products, per (example, head), on [b*s, H*d] inputs ----
 
-function headsOf(attrs: Record<string, unknown>, hd: number): Heads {
-  const b = attrs.batch as number, s = attrs.seq as number, h = attrs.heads as number;
-  return { b, s, h, d: hd / h };
+/**
+ * The heads of one attention call. Head (e, h) of a token-order [b*s, H*d] tensor is its rows e*s.. and
+ * columns h*d..: a strided matrix the product reads in place (no permutation copies); its scores and
+ * probabilities are block e*H + h of [b, H, s, s].
+ */
+class HeadViews {
+  readonly b: number;
+  readonly s: number;
+  readonly h: number;
+  readonly d: number;
+  constructor(attrs: Record<string, unknown>, hd: number) {
+    this.b = attrs.batch as number;
+    this.s = attrs.seq as number;
+    this.h = attrs.heads as number;
+    this.d = hd / this.h;
+  }
+
+  /** Calls `f` once per head with its index in [b, H] order. */
+  each(f: (e: number, h: number, i: number) => void): void {
+    for (let e = 0; e < this.b; e++) for (let h = 0; h < this.h; h++) f(e, h, e * this.h + h);
+  }
+
+  /** Head (e, h) of a token-order tensor: [s, d], or its transpose [d, s]. */
+  tokens(t: TI, e: number, h: number, transposed = false): Mat {
+    const off = e * this.s * this.h * this.d + h * this.d, ld = this.h * this.d;
+    return transposed ? { t, off, rs: 1, cs: ld } : { t, off, rs: ld, cs: 1 };
+  }
+
+  /** Block i of a [b, H, s, s] tensor: [s, s], or its transpose. */
+  block(t: TI, i: number, transposed = false): Mat {
+    const s = this.s, off = i * s * s;
+    return transposed ? { t, off, rs: 1, cs: s } : { t, off, rs: s, cs: 1 };
+  }
+
+  /** Head (e, h) of a token-order output. */
+  tokensOut(t: TI, e: number, h: number): Out {
+    return { t, off: e * this.s * this.h * this.d + h * this.d, ld: this.h * this.d };
+  }
+
+  /** Block i of a [b, H, s, s] output. */
+  blockOut(t: TI, i: number): Out {
+    return { t, off: i * this.s * this.s, ld: this.s };
+  }
+}
+
+/** Runs `f` with working memory for products whose right operand is at most k x n. */
+function withScratch(io: Io, k: number, n: number, f: (scratch?: TI) => void): void {
+  const scratch = io.productScratch(k, n);
+  try {
+    f(scratch);
+  } finally {
+    if (scratch) io.free(scratch);
+  }
 }
 
 /** scores [b, H, s, s] = scale Q K^T per head. */
 const scores: Kernel = ({ inputs: { q, k }, backend, attrs }) => {
   const io = new Io(backend);
-  const hs = headsOf(attrs, q.shape[q.shape.length - 1]);
-  const { b, s, h, d } = hs, n = b * h;
+  const hv = new HeadViews(attrs, q.shape[q.shape.length - 1]);
+  const { b, s, h, d } = hv;
   const out = io.alloc([b, h, s, s]);
-  const qh = io.alloc([n * s * d]), kt = io.alloc([n * d * s]);
-  toHeads(io.data(q), io.data(qh), hs, attrs.scale as number);
-  toHeadsT(io.data(k), io.data(kt), hs);
-  for (let i = 0; i < n; i++) io.gemm(qh, i * s * d, kt, i * d * s, out, i * s * s, s, d, s);
-  io.free(qh);
-  io.free(kt);
+  withScratch(
+    io,
+    d,
+    s,
+    (sc) =>
+      hv.each((e, hh, i) =>
+        io.product(
+          hv.tokens(q, e, hh),
+          hv.tokens(k, e, hh, true),
+          hv.blockOut(out, i),
+          s,
+          d,
+          s,
+          attrs.scale as number,
+          undefined,
+          sc,
+        )
+      ),
+  );
   return out;
 };
 
 /** dq = scale dS K per head. */
 const scoresGradQ: Kernel = ({ inputs: { dy, k }, backend, attrs }) => {
   const io = new Io(backend);
-  const hs = headsOf(attrs, k.shape[k.shape.length - 1]);
-  const { b, s, h, d } = hs, n = b * h;
+  const hv = new HeadViews(attrs, k.shape[k.shape.length - 1]);
+  const { s, d } = hv;
   const dq = io.alloc(k.shape.slice());
-  const kh = io.alloc([n * s * d]), dqh = io.alloc([n * s * d]);
-  toHeads(io.data(k), io.data(kh), hs);
-  for (let i = 0; i < n; i++) io.gemm(dy, i * s * s, kh, i * s * d, dqh, i * s * d, s, s, d);
-  fromHeads(io.data(dqh), io.data(dq), hs, attrs.scale as number);
-  io.free(kh);
-  io.free(dqh);
+  withScratch(
+    io,
+    s,
+    d,
+    (sc) =>
+      hv.each((e, hh, i) =>
+        io.product(
+          hv.block(dy, i),
+          hv.tokens(k, e, hh),
+          hv.tokensOut(dq, e, hh),
+          s,
+          s,
+          d,
+          attrs.scale as number,
+          undefined,
+          sc,
+        )
+      ),
+  );
   return dq;
 };
 
-/** dk = scale dS^T Q per head, computed transposed: dK^T = scale Q^T dS. */
+/** dk = scale dS^T Q per head. */
 const scoresGradK: Kernel = ({ inputs: { dy, q }, backend, attrs }) => {
   const io = new Io(backend);
-  const hs = headsOf(attrs, q.shape[q.shape.length - 1]);
-  const { b, s, h, d } = hs, n = b * h;
+  const hv = new HeadViews(attrs, q.shape[q.shape.length - 1]);
+  const { s, d } = hv;
   const dk = io.alloc(q.shape.slice());
-  const qt = io.alloc([n * d * s]), dkt = io.alloc([n * d * s]);
-  toHeadsT(io.data(q), io.data(qt), hs);
-  for (let i = 0; i < n; i++) io.gemm(qt, i * d * s, dy, i * s * s, dkt, i * d * s, d, s, s);
-  fromHeadsT(io.data(dkt), io.data(dk), hs, attrs.scale as number);
-  io.free(qt);
-  io.free(dkt);
+  withScratch(
+    io,
+    s,
+    d,
+    (sc) =>
+      hv.each((e, hh, i) =>
+        io.product(
+          hv.block(dy, i, true),
+          hv.tokens(q, e, hh),
+          hv.tokensOut(dk, e, hh),
+          s,
+          s,
+          d,
+          attrs.scale as number,
+          undefined,
+          sc,
+        )
+      ),
+  );
   return dk;
 };
 
 /** context [b*s, H*d] = P V per head. */
 const context: Kernel = ({ inputs: { probs, v }, backend, attrs }) => {
   const io = new Io(backend);
-  const hs = headsOf(attrs, v.shape[v.shape.length - 1]);
-  const { b, s, h, d } = hs, n = b * h;
+  const hv = new HeadViews(attrs, v.shape[v.shape.length - 1]);
+  const { s, d } = hv;
   const out = io.alloc(v.shape.slice());
-  const vh = io.alloc([n * s * d]), ch = io.alloc([n * s * d]);
-  toHeads(io.data(v), io.data(vh), hs);
-  for (let i = 0; i < n; i++) io.gemm(probs, i * s * s, vh, i * s * d, ch, i * s * d, s, s, d);
-  fromHeads(io.data(ch), io.data(out), hs);
-  io.free(vh);
-  io.free(ch);
+  withScratch(
+    io,
+    s,
+    d,
+    (sc) =>
+      hv.each((e, hh, i) =>
+        io.product(
+          hv.block(probs, i),
+          hv.tokens(v, e, hh),
+          hv.tokensOut(out, e, hh),
+          s,
+          s,
+          d,
+          1,
+          undefined,
+          sc,
+        )
+      ),
+  );
   return out;
 };
 
 /** dP = dC V^T per head. */
 const contextGradP: Kernel = ({ inputs: { dy, v }, backend, attrs }) => {
   const io = new Io(backend);
-  const hs = headsOf(attrs, v.shape[v.shape.length - 1]);
-  const { b, s, h, d } = hs, n = b * h;
+  const hv = new HeadViews(attrs, v.shape[v.shape.length - 1]);
+  const { b, s, h, d } = hv;
   const dp = io.alloc([b, h, s, s]);
-  const dch = io.alloc([n * s * d]), vt = io.alloc([n * d * s]);
-  toHeads(io.data(dy), io.data(dch), hs);
-  toHeadsT(io.data(v), io.data(vt), hs);
-  for (let i = 0; i < n; i++) io.gemm(dch, i * s * d, vt, i * d * s, dp, i * s * s, s, d, s);
-  io.free(dch);
-  io.free(vt);
+  withScratch(
+    io,
+    d,
+    s,
+    (sc) =>
+      hv.each((e, hh, i) =>
+        io.product(
+          hv.tokens(dy, e, hh),
+          hv.tokens(v, e, hh, true),
+          hv.blockOut(dp, i),
+          s,
+          d,
+          s,
+          1,
+          undefined,
+          sc,
+        )
+      ),
+  );
   return dp;
 };
 
-/** dV = P^T dC per head, computed transposed: dV^T = dC^T P. */
+/** dV = P^T dC per head. */
 const contextGradV: Kernel = ({ inputs: { dy, probs }, backend, attrs }) => {
   const io = new Io(backend);
-  const hs = headsOf(attrs, dy.shape[dy.shape.length - 1]);
-  const { b, s, h, d } = hs, n = b * h;
+  const hv = new HeadViews(attrs, dy.shape[dy.shape.length - 1]);
+  const { s, d } = hv;
   const dv = io.alloc(dy.shape.slice());
-  const dct = io.alloc([n * d * s]), dvt = io.alloc([n * d * s]);
-  toHeadsT(io.data(dy), io.data(dct), hs);
-  for (let i = 0; i < n; i++) io.gemm(dct, i * d * s, probs, i * s * s, dvt, i * d * s, d, s, s);
-  fromHeadsT(io.data(dvt), io.data(dv), hs);
-  io.free(dct);
-  io.free(dvt);
+  withScratch(
+    io,
+    s,
+    d,
+    (sc) =>
+      hv.each((e, hh, i) =>
+        io.product(
+          hv.block(probs, i, true),
+          hv.tokens(dy, e, hh),
+          hv.tokensOut(dv, e, hh),
+          s,
+          s,
+          d,
+          1,
+          undefined,
+          sc,
+        )
+      ),
+  );
   return dv;
 };
 

@@ -8,6 +8,7 @@
  */
 import type { tf } from "../tf.ts";
 import { elementCount } from "../util/shape.ts";
+import { type GemmExports, simdGemm } from "./simd_gemm.ts";
 
 export type TI = tf.TensorInfo;
 // deno-lint-ignore no-explicit-any
@@ -21,6 +22,21 @@ interface WasmCalls {
 }
 
 const wasmCalls = new WeakMap<object, WasmCalls>();
+
+/** A matrix inside a tensor: element (i, j) at element `off + i * rs + j * cs` of `t`. */
+export interface Mat {
+  t: TI;
+  off: number;
+  rs: number;
+  cs: number;
+}
+
+/** A row-major output matrix inside a tensor: element (i, j) at `off + i * ld + j`. */
+export interface Out {
+  t: TI;
+  off: number;
+  ld: number;
+}
 
 /** Reads and allocates float32 data on the wasm or cpu backend, and runs plain products on it. */
 export class Io {
@@ -44,6 +60,57 @@ export class Io {
 
   free(t: TI): void {
     this.backend.disposeData(t.dataId);
+  }
+
+  /** The relaxed-SIMD product on this wasm heap, if it runs here (lib/backend/simd_gemm.ts). */
+  private simd(): GemmExports | undefined {
+    return this.wasm ? simdGemm(this.backend.wasm) : undefined;
+  }
+
+  /** Byte address of element `off` of `t` on the wasm heap. */
+  private address(t: TI, off = 0): number {
+    return (this.backend.dataIdMap.get(t.dataId).memoryOffset as number) + 4 * off;
+  }
+
+  /**
+   * Working memory for `product`s whose right operand is at most k x n (allocate once, pass to each
+   * product of a kernel, free at the end); undefined where `product` needs none.
+   */
+  productScratch(k: number, n: number): TI | undefined {
+    const simd = this.simd();
+    return simd ? this.alloc([simd.packedBytes(k, n) / 4 + 8]) : undefined;
+  }
+
+  /**
+   * C[m, n] = alpha A[m, k] B[k, n] (+ bias[n]) on strided operands (a head's columns, a transpose), C
+   * row-major. On wasm the relaxed-SIMD product (B packed into `scratch` from `productScratch`, or a
+   * buffer of its own), on cpu a JavaScript loop.
+   */
+  product(a: Mat, b: Mat, c: Out, m: number, k: number, n: number, alpha = 1, bias?: TI, scratch?: TI): void {
+    const simd = this.simd();
+    if (!simd) {
+      const data = (t: TI) => this.data(t);
+      return productJs(a, data(a.t), b, data(b.t), c, data(c.t), m, k, n, alpha, bias && data(bias));
+    }
+    const own = scratch ? undefined : this.productScratch(k, n);
+    const buf = this.address((scratch ?? own)!);
+    const packed = buf + 32;
+    simd.packB(this.address(b.t, b.off), b.rs, b.cs, k, n, packed);
+    simd.gemm(
+      this.address(a.t, a.off),
+      a.rs,
+      a.cs,
+      packed,
+      this.address(c.t, c.off),
+      c.ld,
+      m,
+      k,
+      n,
+      alpha,
+      bias ? this.address(bias) : 0,
+      buf,
+    );
+    if (own) this.free(own);
   }
 
   private calls(): WasmCalls {
@@ -119,6 +186,34 @@ export class Io {
     this.unview(av);
     this.unview(bv);
     this.unview(cv);
+  }
+}
+
+/** `Io.product` where the SIMD product cannot run: a plain loop over strided operands. */
+function productJs(
+  a: Mat,
+  av: Float32Array,
+  b: Mat,
+  bv: Float32Array,
+  c: Out,
+  cv: Float32Array,
+  m: number,
+  k: number,
+  n: number,
+  alpha: number,
+  bias?: Float32Array,
+): void {
+  const row = new Float32Array(n);
+  for (let i = 0; i < m; i++) {
+    row.fill(0);
+    for (let p = 0; p < k; p++) {
+      const x = av[a.off + i * a.rs + p * a.cs];
+      if (x === 0) continue;
+      const bp = b.off + p * b.rs;
+      for (let j = 0; j < n; j++) row[j] += x * bv[bp + j * b.cs];
+    }
+    const ci = c.off + i * c.ld;
+    for (let j = 0; j < n; j++) cv[ci + j] = alpha * row[j] + (bias ? bias[j] : 0);
   }
 }
 

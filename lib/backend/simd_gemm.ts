@@ -1,0 +1,65 @@
+/**
+ * The project's own float32 product for the wasm backend: tools/wasm/gemm.as.ts (AssemblyScript, built
+ * into gemm_wasm.ts by tools/build_wasm.ts), instantiated once per tfjs-wasm module on that module's
+ * memory, so it reads and writes tensors where they lie.
+ *
+ * Why not XNNPACK alone: tfjs-wasm builds an XNNPACK operator (packing the right operand) for every
+ * product, ~80 us each, which dominates attention's hundreds of small per-(example, head) products; its
+ * operands must be contiguous, so heads and transposes were copied first; and its build does not use
+ * the relaxed-SIMD fused multiply-add that Deno's V8 accepts. This product takes strided operands (a
+ * head's columns, a transpose) directly and costs nothing to set up.
+ */
+import { GEMM_WASM_BASE64 } from "./gemm_wasm.ts";
+
+/** The module's exports (pointers are byte offsets into the tfjs-wasm heap). */
+export interface GemmExports {
+  packedBytes(k: number, n: number): number;
+  packB(b: number, rs: number, cs: number, k: number, n: number, dst: number): void;
+  gemm(
+    a: number,
+    ars: number,
+    acs: number,
+    packed: number,
+    c: number,
+    ldc: number,
+    m: number,
+    k: number,
+    n: number,
+    alpha: number,
+    bias: number,
+    scratch: number,
+  ): void;
+}
+
+let compiled: WebAssembly.Module | undefined;
+const instances = new WeakMap<object, GemmExports | null>();
+
+/** The memory of a started tfjs-wasm module (Emscripten keeps its exports as `asm`). */
+function heapMemory(
+  wasm: { asm?: { memory?: unknown }; wasmMemory?: unknown },
+): WebAssembly.Memory | undefined {
+  const m = wasm.asm?.memory ?? wasm.wasmMemory;
+  return m instanceof WebAssembly.Memory ? m : undefined;
+}
+
+/**
+ * The product bound to the heap of `wasm` (the backend's Emscripten module), or undefined where it cannot
+ * run (no exported memory, or an engine without relaxed SIMD): callers then use XNNPACK.
+ */
+export function simdGemm(wasm: object): GemmExports | undefined {
+  let x = instances.get(wasm);
+  if (x === undefined) {
+    x = null;
+    const memory = heapMemory(wasm as { asm?: { memory?: unknown } });
+    if (memory) {
+      try {
+        compiled ??= new WebAssembly.Module(Uint8Array.from(atob(GEMM_WASM_BASE64), (c) => c.charCodeAt(0)));
+        x = new WebAssembly.Instance(compiled, { env: { memory } }).exports as unknown as GemmExports;
+      } catch {
+        x = null; // no relaxed SIMD here
+      }
+    }
+    instances.set(wasm, x);
+  }
+  return x ?? undefined;
+}
