@@ -8,19 +8,18 @@
  * transpose is a naive strided loop (~0.3 GB/s), `matMul` with transpose flags or a batch dimension runs a
  * naive loop instead of XNNPACK, and the engine copies every tensor it saves for the backward pass
  * (the wasm `Identity` kernel copies). Here:
- * - dense layers are one XNNPACK product each way: forward x W^T (+ bias, fused), input gradient
- *   dy W (PyTorch's [out, in] layout is already the right operand), weight gradient dy^T x;
- * - attention's per-(example, head) products are XNNPACK products on views into the head-major
- *   buffers (no split/concat), with the head permutations done once in JavaScript;
+ * - every product is the project's relaxed-SIMD product (lib/backend/simd_gemm.ts), which reads
+ *   strided operands in place: dense layers forward x W^T (+ bias, fused), input gradient dy W, weight
+ *   gradient dy^T x, with no transposed copies; attention per (example, head) straight from the
+ *   token-order [b*s, H*d] tensors (no split/concat, no head permutations);
  * - LayerNorm and GELU are one pass forward and one pass backward, saving what the backward needs
  *   (row mean and 1/std; GELU's derivative) instead of recomputing it.
  *
- * Memory access and products: lib/backend/kernel_io.ts; the JavaScript copies: lib/backend/layout.ts.
+ * Memory access and products: lib/backend/kernel_io.ts.
  */
 import type { tf } from "../tf.ts";
 import { elementCount } from "../util/shape.ts";
 import { type AnyBackend, Io, type Mat, type Out, type TI } from "./kernel_io.ts";
-import { transposeInto } from "./layout.ts";
 
 type KernelArgs = { inputs: Record<string, TI>; backend: AnyBackend; attrs: Record<string, unknown> };
 type Kernel = (args: KernelArgs) => TI | TI[];
@@ -52,15 +51,24 @@ function rowsOf(t: TI): [number, number] {
 
 // ---- dense: y = x W^T + b, W in PyTorch layout [out, in] ----
 
+/** A [rows, w] tensor (or the rows of a higher-rank one) as a row-major matrix, or its transpose. */
+function whole(t: TI, transposed = false): Mat {
+  const w = t.shape[t.shape.length - 1];
+  return transposed ? { t, off: 0, rs: 1, cs: w } : { t, off: 0, rs: w, cs: 1 };
+}
+
+/** A fresh row-major output of `shape`, written from its first element. */
+function into(t: TI): Out {
+  return { t, off: 0, ld: t.shape[t.shape.length - 1] };
+}
+
+/** y = x W^T + b: W [out, in] read transposed in place, the bias added by the product. */
 const dense: Kernel = ({ inputs: { x, w, b }, backend }) => {
   const io = new Io(backend);
   const [rows, inp] = rowsOf(x);
   const out = w.shape[0];
   const y = io.alloc([...x.shape.slice(0, -1), out]);
-  const wt = io.alloc([inp, out]);
-  transposeInto(io.data(w), 0, inp, io.data(wt), 0, out, out, inp);
-  io.gemm(x, 0, wt, 0, y, 0, rows, inp, out, b); // bias fused
-  io.free(wt);
+  io.product(whole(x), whole(w, true), into(y), rows, inp, out, 1, b);
   return y;
 };
 
@@ -70,35 +78,17 @@ const denseGradX: Kernel = ({ inputs: { dy, w }, backend, attrs }) => {
   const [rows, out] = rowsOf(dy);
   const inp = w.shape[1];
   const dx = io.alloc(attrs.shape as number[]);
-  io.gemm(dy, 0, w, 0, dx, 0, rows, out, inp);
+  io.product(whole(dy), whole(w), into(dx), rows, out, inp);
   return dx;
 };
 
-/**
- * dW = dy^T x ([out, rows] x [rows, in]). The contraction runs over rows, so both operands are
- * [rows, .] activations: the wider one is transposed (in JavaScript, ~2 ns per element) into the
- * left operand, the narrower one becomes XNNPACK's packed right operand (packing a tall, wide operand
- * costs up to 30 ns per element). With x the wider one this computes dW^T = x^T dy and transposes the
- * small result back.
- */
+/** dW = dy^T x ([out, rows] x [rows, in]), dy read transposed in place. */
 const denseGradW: Kernel = ({ inputs: { dy, x }, backend }) => {
   const io = new Io(backend);
   const [rows, out] = rowsOf(dy);
   const inp = x.shape[x.shape.length - 1];
   const dw = io.alloc([out, inp]);
-  if (out >= inp) {
-    const dyT = io.alloc([out, rows]);
-    transposeInto(io.data(dy), 0, out, io.data(dyT), 0, rows, rows, out);
-    io.gemm(dyT, 0, x, 0, dw, 0, out, rows, inp);
-    io.free(dyT);
-  } else {
-    const xT = io.alloc([inp, rows]), dwT = io.alloc([inp, out]);
-    transposeInto(io.data(x), 0, inp, io.data(xT), 0, rows, rows, inp);
-    io.gemm(xT, 0, dy, 0, dwT, 0, inp, rows, out);
-    transposeInto(io.data(dwT), 0, out, io.data(dw), 0, inp, inp, out);
-    io.free(xT);
-    io.free(dwT);
-  }
+  io.product(whole(dy, true), whole(x), into(dw), out, rows, inp);
   return dw;
 };
 
