@@ -11,9 +11,10 @@
  * instead of the checkpoint's weights: the control for what pretraining gives (with any mode).
  *
  * `--workers N` computes each batch's gradients in N data-parallel Workers (one core each). Unset, it is 2
- * on a machine with two or more cores when the batch has at least 16 rows (measured 1.3-1.9x faster at
- * 32 x 128), else 1; `--workers 1` keeps one. A run folder started earlier keeps the count it was started
- * with. Results repeat bitwise for a given worker count; dropout draws depend on it.
+ * on a machine with two or more cores when the batch has at least 32 rows (measured 1.3-2.0x faster at
+ * 32 x 128 on an idle 2-core machine), else 1; `--workers 1` keeps one. A run folder started earlier
+ * keeps the count it was started with. Results repeat bitwise for a given worker count; dropout draws
+ * depend on it.
  *
  * Run again with the same arguments, it resumes from the last saved state (or, once finished, prints the
  * saved result); `--fresh` starts over.

@@ -122,11 +122,12 @@ function optionalPositiveInt(name: string, v: number | null | undefined): number
 }
 
 /**
- * Rows each data-parallel worker needs before two workers beat one: at batch 32 x 128 two workers took
- * 0.53-0.78x the time of one on an idle 2-core machine (the benchmark, tiny and mini, every mode); below
- * 8 rows per worker the fixed cost of a step (messages, the optimizer on the main thread) is not repaid.
+ * Rows per data-parallel worker from which two workers are the default: at batch 32 x 128 (16 rows each)
+ * two workers took 0.50-0.78x the time of one on an idle 2-core machine (the benchmark, tiny and mini,
+ * every mode). Smaller shares were not measured, and a step's fixed costs (messages, the update on the
+ * main thread) weigh more there, so they keep one worker unless `--workers` says otherwise.
  */
-export const MIN_ROWS_PER_WORKER = 8;
+export const MIN_ROWS_PER_WORKER = 16;
 
 /**
  * The worker count `normtune finetune` uses when `--workers` is not given: 2 where the machine has two

@@ -60,10 +60,10 @@ Deno.test("every hyperparameter has one flag; a cell's configuration yields only
   assert.deepEqual(pickHyperparameters(cell), { lr: 1e-4, epochs: 2, maxTrain: null });
 });
 
-Deno.test("defaultWorkers: two on two cores or more when each worker gets 8 rows, else one", () => {
+Deno.test("defaultWorkers: two on two cores or more when each worker gets 16 rows, else one", () => {
   assert.equal(defaultWorkers(DEFAULTS.batchSize, 2), 2);
-  assert.equal(defaultWorkers(16, 16), 2);
-  assert.equal(defaultWorkers(15, 2), 1);
+  assert.equal(defaultWorkers(64, 16), 2);
+  assert.equal(defaultWorkers(31, 2), 1);
   assert.equal(defaultWorkers(32, 1), 1);
   // Not a default of the resolved hyperparameters: grid cells keep one worker and their identities.
   assert.ok(!("workers" in resolveHyperparameters({}, "layernorm")));
