@@ -57,7 +57,7 @@ function whole(t: TI, transposed = false): Mat {
   return transposed ? { t, off: 0, rs: 1, cs: w } : { t, off: 0, rs: w, cs: 1 };
 }
 
-/** A fresh row-major output of `shape`, written from its first element. */
+/** An output tensor as one row-major matrix from its first element. */
 function into(t: TI): Out {
   return { t, off: 0, ld: t.shape[t.shape.length - 1] };
 }
@@ -303,182 +303,94 @@ class HeadViews {
   }
 }
 
-/** Runs `f` with working memory for products whose right operand is at most k x n. */
-function withScratch(io: Io, k: number, n: number, f: (scratch?: TI) => void): void {
+/**
+ * One [m, k] x [k, n] product per head, times `alpha`, into `out` (returned): `operands` gives head
+ * (e, h)'s A, B and C (i: its index in [b, H] order). The products share one working buffer.
+ */
+function perHead(
+  io: Io,
+  hv: HeadViews,
+  out: TI,
+  [m, k, n]: number[],
+  alpha: number,
+  operands: (out: TI, e: number, h: number, i: number) => [Mat, Mat, Out],
+): TI {
   const scratch = io.productScratch(k, n);
   try {
-    f(scratch);
+    hv.each((e, h, i) => {
+      const [a, b, c] = operands(out, e, h, i);
+      io.product(a, b, c, m, k, n, alpha, undefined, scratch);
+    });
   } finally {
     if (scratch) io.free(scratch);
   }
+  return out;
 }
 
 /** scores [b, H, s, s] = scale Q K^T per head. */
 const scores: Kernel = ({ inputs: { q, k }, backend, attrs }) => {
-  const io = new Io(backend);
-  const hv = new HeadViews(attrs, q.shape[q.shape.length - 1]);
+  const io = new Io(backend), hv = new HeadViews(attrs, q.shape[q.shape.length - 1]);
   const { b, s, h, d } = hv;
-  const out = io.alloc([b, h, s, s]);
-  withScratch(
-    io,
-    d,
-    s,
-    (sc) =>
-      hv.each((e, hh, i) =>
-        io.product(
-          hv.tokens(q, e, hh),
-          hv.tokens(k, e, hh, true),
-          hv.blockOut(out, i),
-          s,
-          d,
-          s,
-          attrs.scale as number,
-          undefined,
-          sc,
-        )
-      ),
-  );
-  return out;
+  return perHead(io, hv, io.alloc([b, h, s, s]), [s, d, s], attrs.scale as number, (out, e, hh, i) => [
+    hv.tokens(q, e, hh),
+    hv.tokens(k, e, hh, true),
+    hv.blockOut(out, i),
+  ]);
 };
 
 /** dq = scale dS K per head. */
 const scoresGradQ: Kernel = ({ inputs: { dy, k }, backend, attrs }) => {
-  const io = new Io(backend);
-  const hv = new HeadViews(attrs, k.shape[k.shape.length - 1]);
+  const io = new Io(backend), hv = new HeadViews(attrs, k.shape[k.shape.length - 1]);
   const { s, d } = hv;
-  const dq = io.alloc(k.shape.slice());
-  withScratch(
-    io,
-    s,
-    d,
-    (sc) =>
-      hv.each((e, hh, i) =>
-        io.product(
-          hv.block(dy, i),
-          hv.tokens(k, e, hh),
-          hv.tokensOut(dq, e, hh),
-          s,
-          s,
-          d,
-          attrs.scale as number,
-          undefined,
-          sc,
-        )
-      ),
-  );
-  return dq;
+  return perHead(io, hv, io.alloc(k.shape.slice()), [s, s, d], attrs.scale as number, (dq, e, hh, i) => [
+    hv.block(dy, i),
+    hv.tokens(k, e, hh),
+    hv.tokensOut(dq, e, hh),
+  ]);
 };
 
 /** dk = scale dS^T Q per head. */
 const scoresGradK: Kernel = ({ inputs: { dy, q }, backend, attrs }) => {
-  const io = new Io(backend);
-  const hv = new HeadViews(attrs, q.shape[q.shape.length - 1]);
+  const io = new Io(backend), hv = new HeadViews(attrs, q.shape[q.shape.length - 1]);
   const { s, d } = hv;
-  const dk = io.alloc(q.shape.slice());
-  withScratch(
-    io,
-    s,
-    d,
-    (sc) =>
-      hv.each((e, hh, i) =>
-        io.product(
-          hv.block(dy, i, true),
-          hv.tokens(q, e, hh),
-          hv.tokensOut(dk, e, hh),
-          s,
-          s,
-          d,
-          attrs.scale as number,
-          undefined,
-          sc,
-        )
-      ),
-  );
-  return dk;
+  return perHead(io, hv, io.alloc(q.shape.slice()), [s, s, d], attrs.scale as number, (dk, e, hh, i) => [
+    hv.block(dy, i, true),
+    hv.tokens(q, e, hh),
+    hv.tokensOut(dk, e, hh),
+  ]);
 };
 
 /** context [b*s, H*d] = P V per head. */
 const context: Kernel = ({ inputs: { probs, v }, backend, attrs }) => {
-  const io = new Io(backend);
-  const hv = new HeadViews(attrs, v.shape[v.shape.length - 1]);
+  const io = new Io(backend), hv = new HeadViews(attrs, v.shape[v.shape.length - 1]);
   const { s, d } = hv;
-  const out = io.alloc(v.shape.slice());
-  withScratch(
-    io,
-    s,
-    d,
-    (sc) =>
-      hv.each((e, hh, i) =>
-        io.product(
-          hv.block(probs, i),
-          hv.tokens(v, e, hh),
-          hv.tokensOut(out, e, hh),
-          s,
-          s,
-          d,
-          1,
-          undefined,
-          sc,
-        )
-      ),
-  );
-  return out;
+  return perHead(io, hv, io.alloc(v.shape.slice()), [s, s, d], 1, (out, e, hh, i) => [
+    hv.block(probs, i),
+    hv.tokens(v, e, hh),
+    hv.tokensOut(out, e, hh),
+  ]);
 };
 
 /** dP = dC V^T per head. */
 const contextGradP: Kernel = ({ inputs: { dy, v }, backend, attrs }) => {
-  const io = new Io(backend);
-  const hv = new HeadViews(attrs, v.shape[v.shape.length - 1]);
+  const io = new Io(backend), hv = new HeadViews(attrs, v.shape[v.shape.length - 1]);
   const { b, s, h, d } = hv;
-  const dp = io.alloc([b, h, s, s]);
-  withScratch(
-    io,
-    d,
-    s,
-    (sc) =>
-      hv.each((e, hh, i) =>
-        io.product(
-          hv.tokens(dy, e, hh),
-          hv.tokens(v, e, hh, true),
-          hv.blockOut(dp, i),
-          s,
-          d,
-          s,
-          1,
-          undefined,
-          sc,
-        )
-      ),
-  );
-  return dp;
+  return perHead(io, hv, io.alloc([b, h, s, s]), [s, d, s], 1, (dp, e, hh, i) => [
+    hv.tokens(dy, e, hh),
+    hv.tokens(v, e, hh, true),
+    hv.blockOut(dp, i),
+  ]);
 };
 
 /** dV = P^T dC per head. */
 const contextGradV: Kernel = ({ inputs: { dy, probs }, backend, attrs }) => {
-  const io = new Io(backend);
-  const hv = new HeadViews(attrs, dy.shape[dy.shape.length - 1]);
+  const io = new Io(backend), hv = new HeadViews(attrs, dy.shape[dy.shape.length - 1]);
   const { s, d } = hv;
-  const dv = io.alloc(dy.shape.slice());
-  withScratch(
-    io,
-    s,
-    d,
-    (sc) =>
-      hv.each((e, hh, i) =>
-        io.product(
-          hv.block(probs, i, true),
-          hv.tokens(dy, e, hh),
-          hv.tokensOut(dv, e, hh),
-          s,
-          s,
-          d,
-          1,
-          undefined,
-          sc,
-        )
-      ),
-  );
-  return dv;
+  return perHead(io, hv, io.alloc(dy.shape.slice()), [s, s, d], 1, (dv, e, hh, i) => [
+    hv.block(probs, i, true),
+    hv.tokens(dy, e, hh),
+    hv.tokensOut(dv, e, hh),
+  ]);
 };
 
 const KERNELS: [string, Kernel][] = [
