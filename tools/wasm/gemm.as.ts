@@ -5,9 +5,10 @@
 // module imports that memory, so operands are the tensors themselves: no copies). A is read through
 // element strides (row-major, transposed, or one head's columns of a wider matrix); B is first packed
 // by `packB` into panels of 8 columns. Each 6 x 8 tile keeps 12 accumulators in registers (with the two
-// B vectors and the broadcast A value, 15 of the 16 xmm registers V8 has on x64; measured up to 2x faster
-// than 4 x 8 tiles on attention's products, never slower) and uses the relaxed-SIMD fused multiply-add,
-// which tfjs-wasm's XNNPACK build does not. Leftover rows take 4-row tiles, then single rows.
+// B vectors and the broadcast A value, 15 of the 16 xmm registers V8 has on x64; 0.49-0.99x the time of
+// 4 x 8 tiles in an interleaved micro-benchmark at BERT's shapes, min of 25) and uses the relaxed-SIMD
+// fused multiply-add, which tfjs-wasm's XNNPACK build does not. Leftover rows take 4-row tiles, then
+// single rows.
 
 const KC: i32 = 256; // rows of B per pass: a 6 x KC slice of A and a KC x 8 panel of B sit in L1/L2
 const MC: i32 = 96; // rows of A per block (16 tiles of 6): a MC x KC block of A stays in L2
