@@ -14,7 +14,8 @@
  * on a machine with two or more cores when the batch has at least 32 rows (measured 1.3-2.0x faster at
  * 32 x 128 on an idle 2-core machine), else 1; `--workers 1` keeps one. A run folder started earlier
  * keeps the count it was started with. Results repeat bitwise for a given worker count; dropout draws
- * depend on it.
+ * depend on it. On a machine other work keeps busy, two workers can be slower than one: pass
+ * `--workers 1` there.
  *
  * Run again with the same arguments, it resumes from the last saved state (or, once finished, prints the
  * saved result); `--fresh` starts over.
