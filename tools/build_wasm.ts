@@ -2,7 +2,7 @@
  * Builds lib/backend/gemm_wasm.ts from the AssemblyScript source tools/wasm/gemm.as.ts: compiles it with
  * the AssemblyScript compiler from npm (SIMD and relaxed SIMD on, memory imported, no runtime, no
  * assertions) and writes the module's bytes as base64 with the source's sha256, which
- * tests/backend/gemm_wasm_test.ts checks against the source so that a stale build is noticed.
+ * tests/backend/simd_gemm_test.ts checks against the source so that a stale build is noticed.
  *
  *   deno run -A tools/build_wasm.ts
  */
