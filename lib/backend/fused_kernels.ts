@@ -8,19 +8,18 @@
  * transpose is a naive strided loop (~0.3 GB/s), `matMul` with transpose flags or a batch dimension runs a
  * naive loop instead of XNNPACK, and the engine copies every tensor it saves for the backward pass
  * (the wasm `Identity` kernel copies). Here:
- * - dense layers are one XNNPACK product each way: forward x W^T (+ bias, fused), input gradient
- *   dy W (PyTorch's [out, in] layout is already the right operand), weight gradient dy^T x;
- * - attention's per-(example, head) products are XNNPACK products on views into the head-major
- *   buffers (no split/concat), with the head permutations done once in JavaScript;
+ * - every product is the project's relaxed-SIMD product (lib/backend/simd_gemm.ts), which reads
+ *   strided operands in place: dense layers forward x W^T (+ bias, fused), input gradient dy W, weight
+ *   gradient dy^T x, with no transposed copies; attention per (example, head) straight from the
+ *   token-order [b*s, H*d] tensors (no split/concat, no head permutations);
  * - LayerNorm and GELU are one pass forward and one pass backward, saving what the backward needs
  *   (row mean and 1/std; GELU's derivative) instead of recomputing it.
  *
- * Memory access and products: lib/backend/kernel_io.ts; the JavaScript copies: lib/backend/layout.ts.
+ * Memory access and products: lib/backend/kernel_io.ts.
  */
 import type { tf } from "../tf.ts";
 import { elementCount } from "../util/shape.ts";
-import { type AnyBackend, Io, type TI } from "./kernel_io.ts";
-import { fromHeads, fromHeadsT, type Heads, toHeads, toHeadsT, transposeInto } from "./layout.ts";
+import { type AnyBackend, Io, type Mat, type Out, type TI } from "./kernel_io.ts";
 
 type KernelArgs = { inputs: Record<string, TI>; backend: AnyBackend; attrs: Record<string, unknown> };
 type Kernel = (args: KernelArgs) => TI | TI[];
@@ -52,15 +51,24 @@ function rowsOf(t: TI): [number, number] {
 
 // ---- dense: y = x W^T + b, W in PyTorch layout [out, in] ----
 
+/** A [rows, w] tensor (or the rows of a higher-rank one) as a row-major matrix, or its transpose. */
+function whole(t: TI, transposed = false): Mat {
+  const w = t.shape[t.shape.length - 1];
+  return transposed ? { t, off: 0, rs: 1, cs: w } : { t, off: 0, rs: w, cs: 1 };
+}
+
+/** An output tensor as one row-major matrix from its first element. */
+function into(t: TI): Out {
+  return { t, off: 0, ld: t.shape[t.shape.length - 1] };
+}
+
+/** y = x W^T + b: W [out, in] read transposed in place, the bias added by the product. */
 const dense: Kernel = ({ inputs: { x, w, b }, backend }) => {
   const io = new Io(backend);
   const [rows, inp] = rowsOf(x);
   const out = w.shape[0];
   const y = io.alloc([...x.shape.slice(0, -1), out]);
-  const wt = io.alloc([inp, out]);
-  transposeInto(io.data(w), 0, inp, io.data(wt), 0, out, out, inp);
-  io.gemm(x, 0, wt, 0, y, 0, rows, inp, out, b); // bias fused
-  io.free(wt);
+  io.product(whole(x), whole(w, true), into(y), rows, inp, out, 1, b);
   return y;
 };
 
@@ -70,35 +78,17 @@ const denseGradX: Kernel = ({ inputs: { dy, w }, backend, attrs }) => {
   const [rows, out] = rowsOf(dy);
   const inp = w.shape[1];
   const dx = io.alloc(attrs.shape as number[]);
-  io.gemm(dy, 0, w, 0, dx, 0, rows, out, inp);
+  io.product(whole(dy), whole(w), into(dx), rows, out, inp);
   return dx;
 };
 
-/**
- * dW = dy^T x ([out, rows] x [rows, in]). The contraction runs over rows, so both operands are
- * [rows, .] activations: the wider one is transposed (in JavaScript, ~2 ns per element) into the
- * left operand, the narrower one becomes XNNPACK's packed right operand (packing a tall, wide operand
- * costs up to 30 ns per element). With x the wider one this computes dW^T = x^T dy and transposes the
- * small result back.
- */
+/** dW = dy^T x ([out, rows] x [rows, in]), dy read transposed in place. */
 const denseGradW: Kernel = ({ inputs: { dy, x }, backend }) => {
   const io = new Io(backend);
   const [rows, out] = rowsOf(dy);
   const inp = x.shape[x.shape.length - 1];
   const dw = io.alloc([out, inp]);
-  if (out >= inp) {
-    const dyT = io.alloc([out, rows]);
-    transposeInto(io.data(dy), 0, out, io.data(dyT), 0, rows, rows, out);
-    io.gemm(dyT, 0, x, 0, dw, 0, out, rows, inp);
-    io.free(dyT);
-  } else {
-    const xT = io.alloc([inp, rows]), dwT = io.alloc([inp, out]);
-    transposeInto(io.data(x), 0, inp, io.data(xT), 0, rows, rows, inp);
-    io.gemm(xT, 0, dy, 0, dwT, 0, inp, rows, out);
-    transposeInto(io.data(dwT), 0, out, io.data(dw), 0, inp, inp, out);
-    io.free(xT);
-    io.free(dwT);
-  }
+  io.product(whole(dy, true), whole(x), into(dw), out, rows, inp);
   return dw;
 };
 
@@ -268,99 +258,139 @@ const gelu: Kernel = ({ inputs: { x }, backend }) => {
 
 // ---- attention products, per (example, head), on [b*s, H*d] inputs ----
 
-function headsOf(attrs: Record<string, unknown>, hd: number): Heads {
-  const b = attrs.batch as number, s = attrs.seq as number, h = attrs.heads as number;
-  return { b, s, h, d: hd / h };
+/**
+ * The heads of one attention call. Head (e, h) of a token-order [b*s, H*d] tensor is its rows e*s.. and
+ * columns h*d..: a strided matrix the product reads in place (no permutation copies); its scores and
+ * probabilities are block e*H + h of [b, H, s, s].
+ */
+class HeadViews {
+  readonly b: number;
+  readonly s: number;
+  readonly h: number;
+  readonly d: number;
+  constructor(attrs: Record<string, unknown>, hd: number) {
+    this.b = attrs.batch as number;
+    this.s = attrs.seq as number;
+    this.h = attrs.heads as number;
+    this.d = hd / this.h;
+  }
+
+  /** Calls `f` once per head with its index in [b, H] order. */
+  each(f: (e: number, h: number, i: number) => void): void {
+    for (let e = 0; e < this.b; e++) for (let h = 0; h < this.h; h++) f(e, h, e * this.h + h);
+  }
+
+  /** Head (e, h) of a token-order tensor: [s, d], or its transpose [d, s]. */
+  tokens(t: TI, e: number, h: number, transposed = false): Mat {
+    const off = e * this.s * this.h * this.d + h * this.d, ld = this.h * this.d;
+    return transposed ? { t, off, rs: 1, cs: ld } : { t, off, rs: ld, cs: 1 };
+  }
+
+  /** Block i of a [b, H, s, s] tensor: [s, s], or its transpose. */
+  block(t: TI, i: number, transposed = false): Mat {
+    const s = this.s, off = i * s * s;
+    return transposed ? { t, off, rs: 1, cs: s } : { t, off, rs: s, cs: 1 };
+  }
+
+  /** Head (e, h) of a token-order output. */
+  tokensOut(t: TI, e: number, h: number): Out {
+    return { t, off: e * this.s * this.h * this.d + h * this.d, ld: this.h * this.d };
+  }
+
+  /** Block i of a [b, H, s, s] output. */
+  blockOut(t: TI, i: number): Out {
+    return { t, off: i * this.s * this.s, ld: this.s };
+  }
+}
+
+/**
+ * One [m, k] x [k, n] product per head, times `alpha`, into `out` (returned): `operands` gives head
+ * (e, h)'s A, B and C (i: its index in [b, H] order). The products share one working buffer.
+ */
+function perHead(
+  io: Io,
+  hv: HeadViews,
+  out: TI,
+  [m, k, n]: number[],
+  alpha: number,
+  operands: (out: TI, e: number, h: number, i: number) => [Mat, Mat, Out],
+): TI {
+  const scratch = io.productScratch(k, n);
+  try {
+    hv.each((e, h, i) => {
+      const [a, b, c] = operands(out, e, h, i);
+      io.product(a, b, c, m, k, n, alpha, undefined, scratch);
+    });
+  } finally {
+    if (scratch) io.free(scratch);
+  }
+  return out;
 }
 
 /** scores [b, H, s, s] = scale Q K^T per head. */
 const scores: Kernel = ({ inputs: { q, k }, backend, attrs }) => {
-  const io = new Io(backend);
-  const hs = headsOf(attrs, q.shape[q.shape.length - 1]);
-  const { b, s, h, d } = hs, n = b * h;
-  const out = io.alloc([b, h, s, s]);
-  const qh = io.alloc([n * s * d]), kt = io.alloc([n * d * s]);
-  toHeads(io.data(q), io.data(qh), hs, attrs.scale as number);
-  toHeadsT(io.data(k), io.data(kt), hs);
-  for (let i = 0; i < n; i++) io.gemm(qh, i * s * d, kt, i * d * s, out, i * s * s, s, d, s);
-  io.free(qh);
-  io.free(kt);
-  return out;
+  const io = new Io(backend), hv = new HeadViews(attrs, q.shape[q.shape.length - 1]);
+  const { b, s, h, d } = hv;
+  return perHead(io, hv, io.alloc([b, h, s, s]), [s, d, s], attrs.scale as number, (out, e, hh, i) => [
+    hv.tokens(q, e, hh),
+    hv.tokens(k, e, hh, true),
+    hv.blockOut(out, i),
+  ]);
 };
 
 /** dq = scale dS K per head. */
 const scoresGradQ: Kernel = ({ inputs: { dy, k }, backend, attrs }) => {
-  const io = new Io(backend);
-  const hs = headsOf(attrs, k.shape[k.shape.length - 1]);
-  const { b, s, h, d } = hs, n = b * h;
-  const dq = io.alloc(k.shape.slice());
-  const kh = io.alloc([n * s * d]), dqh = io.alloc([n * s * d]);
-  toHeads(io.data(k), io.data(kh), hs);
-  for (let i = 0; i < n; i++) io.gemm(dy, i * s * s, kh, i * s * d, dqh, i * s * d, s, s, d);
-  fromHeads(io.data(dqh), io.data(dq), hs, attrs.scale as number);
-  io.free(kh);
-  io.free(dqh);
-  return dq;
+  const io = new Io(backend), hv = new HeadViews(attrs, k.shape[k.shape.length - 1]);
+  const { s, d } = hv;
+  return perHead(io, hv, io.alloc(k.shape.slice()), [s, s, d], attrs.scale as number, (dq, e, hh, i) => [
+    hv.block(dy, i),
+    hv.tokens(k, e, hh),
+    hv.tokensOut(dq, e, hh),
+  ]);
 };
 
-/** dk = scale dS^T Q per head, computed transposed: dK^T = scale Q^T dS. */
+/** dk = scale dS^T Q per head. */
 const scoresGradK: Kernel = ({ inputs: { dy, q }, backend, attrs }) => {
-  const io = new Io(backend);
-  const hs = headsOf(attrs, q.shape[q.shape.length - 1]);
-  const { b, s, h, d } = hs, n = b * h;
-  const dk = io.alloc(q.shape.slice());
-  const qt = io.alloc([n * d * s]), dkt = io.alloc([n * d * s]);
-  toHeadsT(io.data(q), io.data(qt), hs);
-  for (let i = 0; i < n; i++) io.gemm(qt, i * d * s, dy, i * s * s, dkt, i * d * s, d, s, s);
-  fromHeadsT(io.data(dkt), io.data(dk), hs, attrs.scale as number);
-  io.free(qt);
-  io.free(dkt);
-  return dk;
+  const io = new Io(backend), hv = new HeadViews(attrs, q.shape[q.shape.length - 1]);
+  const { s, d } = hv;
+  return perHead(io, hv, io.alloc(q.shape.slice()), [s, s, d], attrs.scale as number, (dk, e, hh, i) => [
+    hv.block(dy, i, true),
+    hv.tokens(q, e, hh),
+    hv.tokensOut(dk, e, hh),
+  ]);
 };
 
 /** context [b*s, H*d] = P V per head. */
 const context: Kernel = ({ inputs: { probs, v }, backend, attrs }) => {
-  const io = new Io(backend);
-  const hs = headsOf(attrs, v.shape[v.shape.length - 1]);
-  const { b, s, h, d } = hs, n = b * h;
-  const out = io.alloc(v.shape.slice());
-  const vh = io.alloc([n * s * d]), ch = io.alloc([n * s * d]);
-  toHeads(io.data(v), io.data(vh), hs);
-  for (let i = 0; i < n; i++) io.gemm(probs, i * s * s, vh, i * s * d, ch, i * s * d, s, s, d);
-  fromHeads(io.data(ch), io.data(out), hs);
-  io.free(vh);
-  io.free(ch);
-  return out;
+  const io = new Io(backend), hv = new HeadViews(attrs, v.shape[v.shape.length - 1]);
+  const { s, d } = hv;
+  return perHead(io, hv, io.alloc(v.shape.slice()), [s, s, d], 1, (out, e, hh, i) => [
+    hv.block(probs, i),
+    hv.tokens(v, e, hh),
+    hv.tokensOut(out, e, hh),
+  ]);
 };
 
 /** dP = dC V^T per head. */
 const contextGradP: Kernel = ({ inputs: { dy, v }, backend, attrs }) => {
-  const io = new Io(backend);
-  const hs = headsOf(attrs, v.shape[v.shape.length - 1]);
-  const { b, s, h, d } = hs, n = b * h;
-  const dp = io.alloc([b, h, s, s]);
-  const dch = io.alloc([n * s * d]), vt = io.alloc([n * d * s]);
-  toHeads(io.data(dy), io.data(dch), hs);
-  toHeadsT(io.data(v), io.data(vt), hs);
-  for (let i = 0; i < n; i++) io.gemm(dch, i * s * d, vt, i * d * s, dp, i * s * s, s, d, s);
-  io.free(dch);
-  io.free(vt);
-  return dp;
+  const io = new Io(backend), hv = new HeadViews(attrs, v.shape[v.shape.length - 1]);
+  const { b, s, h, d } = hv;
+  return perHead(io, hv, io.alloc([b, h, s, s]), [s, d, s], 1, (dp, e, hh, i) => [
+    hv.tokens(dy, e, hh),
+    hv.tokens(v, e, hh, true),
+    hv.blockOut(dp, i),
+  ]);
 };
 
-/** dV = P^T dC per head, computed transposed: dV^T = dC^T P. */
+/** dV = P^T dC per head. */
 const contextGradV: Kernel = ({ inputs: { dy, probs }, backend, attrs }) => {
-  const io = new Io(backend);
-  const hs = headsOf(attrs, dy.shape[dy.shape.length - 1]);
-  const { b, s, h, d } = hs, n = b * h;
-  const dv = io.alloc(dy.shape.slice());
-  const dct = io.alloc([n * d * s]), dvt = io.alloc([n * d * s]);
-  toHeadsT(io.data(dy), io.data(dct), hs);
-  for (let i = 0; i < n; i++) io.gemm(dct, i * d * s, probs, i * s * s, dvt, i * d * s, d, s, s);
-  fromHeadsT(io.data(dvt), io.data(dv), hs);
-  io.free(dct);
-  io.free(dvt);
-  return dv;
+  const io = new Io(backend), hv = new HeadViews(attrs, dy.shape[dy.shape.length - 1]);
+  const { s, d } = hv;
+  return perHead(io, hv, io.alloc(dy.shape.slice()), [s, s, d], 1, (dv, e, hh, i) => [
+    hv.block(probs, i, true),
+    hv.tokens(dy, e, hh),
+    hv.tokensOut(dv, e, hh),
+  ]);
 };
 
 const KERNELS: [string, Kernel][] = [

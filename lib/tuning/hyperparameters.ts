@@ -121,6 +121,24 @@ function optionalPositiveInt(name: string, v: number | null | undefined): number
   return v === undefined || v === null ? null : positiveInt(name, v);
 }
 
+/**
+ * Rows per data-parallel worker from which two workers are the default: at batch 32 x 128 (16 rows each)
+ * two workers took 0.50-0.78x the time of one on an idle 2-core machine (the benchmark, tiny and mini,
+ * every mode). Smaller shares were not measured, and a step's fixed costs (messages, the update on the
+ * main thread) weigh more there, so they keep one worker unless `--workers` says otherwise.
+ */
+export const MIN_ROWS_PER_WORKER = 16;
+
+/**
+ * The worker count `normtune finetune` uses when `--workers` is not given: 2 where the machine has two
+ * cores or more and the batch gives each worker `MIN_ROWS_PER_WORKER` rows, else 1. Not a default of
+ * `resolveHyperparameters`: grid cells keep their one worker (`--jobs` already spreads cells over the
+ * cores) and their identities.
+ */
+export function defaultWorkers(batchSize: number, cores = navigator.hardwareConcurrency): number {
+  return cores >= 2 && batchSize >= 2 * MIN_ROWS_PER_WORKER ? 2 : 1;
+}
+
 /** Checks a save interval, a count of updates (not a hyperparameter: it does not change the result). */
 export function checkSaveEvery(v: number | undefined): number {
   return positiveInt("save every", v ?? 50);

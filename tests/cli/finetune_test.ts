@@ -5,7 +5,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { readSafetensors } from "../../lib/bert/safetensors.ts";
+import { workersFlag } from "../../lib/cli/finetune.ts";
+import { parseFlags } from "../../lib/cli/flags.ts";
 import { applyDelta } from "../../lib/tuning/delta.ts";
+import { defaultWorkers } from "../../lib/tuning/hyperparameters.ts";
 import { ROOT } from "../../lib/util/paths.ts";
 import { tinyWorld } from "../tuning/fixture.ts";
 
@@ -172,5 +175,24 @@ Deno.test("finetune --max-len beyond the model's positions: a usage error, nothi
     assert.equal(await exists(out), false);
   } finally {
     await w.cleanup();
+  }
+});
+
+Deno.test("finetune's worker count: the flag, else the run folder's, else the default for the batch", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const spec = { out: "string", workers: "number", "batch-size": "number", fresh: "boolean" } as const;
+    const workers = (...args: string[]) => workersFlag(parseFlags(["--out", dir, ...args], spec));
+    assert.equal(await workers(), defaultWorkers(32));
+    assert.equal(await workers("--batch-size", "4"), 1);
+    assert.equal(await workers("--workers", "3"), 3);
+    // A run started with one worker resumes with one, whatever the default; --fresh starts over.
+    await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify({ identity: { task: "RTE" } }));
+    assert.equal(await workers(), 1);
+    assert.equal(await workers("--fresh"), defaultWorkers(32));
+    await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify({ identity: { workers: 2 } }));
+    assert.equal(await workers("--batch-size", "4"), 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   DEFAULTS,
+  defaultWorkers,
   HYPERPARAMETER_NAMES,
   HYPERPARAMETERS,
   pickHyperparameters,
@@ -57,4 +58,13 @@ Deno.test("every hyperparameter has one flag; a cell's configuration yields only
   assert.ok(flags.includes("batch-size") && flags.includes("micro-batch"));
   const cell = { version: 3, task: "RTE", mode: "full", lr: 1e-4, epochs: 2, maxTrain: null, data: { x: 1 } };
   assert.deepEqual(pickHyperparameters(cell), { lr: 1e-4, epochs: 2, maxTrain: null });
+});
+
+Deno.test("defaultWorkers: two on two cores or more when each worker gets 16 rows, else one", () => {
+  assert.equal(defaultWorkers(DEFAULTS.batchSize, 2), 2);
+  assert.equal(defaultWorkers(64, 16), 2);
+  assert.equal(defaultWorkers(31, 2), 1);
+  assert.equal(defaultWorkers(32, 1), 1);
+  // Not a default of the resolved hyperparameters: grid cells keep one worker and their identities.
+  assert.ok(!("workers" in resolveHyperparameters({}, "layernorm")));
 });
