@@ -22,8 +22,6 @@
  */
 import { INIT_NAMES } from "../bert/init.ts";
 import {
-  DEFAULTS,
-  defaultWorkers,
   HYPERPARAMETER_NAMES,
   type HyperparameterOptions,
   HYPERPARAMETERS,
@@ -63,9 +61,9 @@ function hyperparameterFlags(f: Flags): HyperparameterOptions {
 
 /**
  * `--workers`, else the count the run in OUT was started with (so that it resumes), else
- * `defaultWorkers` for the batch size.
+ * "auto" (`autoWorkers`: the default for the batch size on CPU backends, one process on webgpu).
  */
-export async function workersFlag(f: Flags): Promise<number> {
+export async function workersFlag(f: Flags): Promise<number | "auto"> {
   const given = f.optionalNumber("workers");
   if (given !== undefined) return given;
   if (!f.bool("fresh")) {
@@ -75,7 +73,7 @@ export async function workersFlag(f: Flags): Promise<number> {
     );
     if (saved?.identity) return saved.identity.workers ?? 1;
   }
-  return defaultWorkers(f.optionalNumber("batch-size") ?? DEFAULTS.batchSize);
+  return "auto";
 }
 
 export async function run(args: string[]): Promise<void> {

@@ -139,6 +139,15 @@ export function defaultWorkers(batchSize: number, cores = navigator.hardwareConc
   return cores >= 2 && batchSize >= 2 * MIN_ROWS_PER_WORKER ? 2 : 1;
 }
 
+/**
+ * `workers: "auto"` (what `finetune` gets when `--workers` is not given) once the backend is known:
+ * `defaultWorkers` on the CPU backends, one process on webgpu, where the workers' CPU data parallelism
+ * has nothing to split (one GPU runs the whole batch).
+ */
+export function autoWorkers(backend: string, batchSize: number, cores?: number): number {
+  return backend === "webgpu" ? 1 : defaultWorkers(batchSize, cores);
+}
+
 /** Checks a save interval, a count of updates (not a hyperparameter: it does not change the result). */
 export function checkSaveEvery(v: number | undefined): number {
   return positiveInt("save every", v ?? 50);

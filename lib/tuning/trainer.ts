@@ -40,7 +40,7 @@ import { type BackendName, initBackend } from "../tf.ts";
 import { removeStaleTemps, writeJsonAtomic } from "../util/atomic.ts";
 import { acquireLock } from "../util/lock.ts";
 import { trainEpochs } from "./epochs.ts";
-import { checkSaveEvery, type HyperparameterOptions } from "./hyperparameters.ts";
+import { autoWorkers, checkSaveEvery, DEFAULTS, type HyperparameterOptions } from "./hyperparameters.ts";
 import { describeCounts, type ModeName } from "./modes.ts";
 import {
   discardOutputs,
@@ -63,7 +63,9 @@ export { runPaths } from "./state.ts";
 export type { RunConfig, RunIdentity, RunMetrics } from "./run_folder.ts";
 export { NonFiniteError, StepRunner } from "./step.ts";
 
-export interface FinetuneOptions extends HyperparameterOptions {
+export interface FinetuneOptions extends Omit<HyperparameterOptions, "workers"> {
+  /** Data-parallel workers; "auto": `autoWorkers` for the backend and batch size (the CLI's default). */
+  workers?: number | "auto";
   /** Model folder or name (resolved as `--model`: path, NORMTUNE_MODELS_DIR, cache). */
   model: string;
   /** GLUE task name ("RTE", "sst2", ...). */
@@ -106,7 +108,8 @@ export async function finetune(options: FinetuneOptions): Promise<RunResult> {
   const o = options;
   const backend = await initBackend(o.backend);
   // Every argument is checked before anything is written to OUT.
-  const identity = await identityOf(o, backend);
+  const workers = o.workers === "auto" ? autoWorkers(backend, o.batchSize ?? DEFAULTS.batchSize) : o.workers;
+  const identity = await identityOf({ ...o, workers }, backend);
   if (backend === "webgpu" && identity.workers) {
     // The workers are CPU data parallelism (a wasm heap each); one GPU already runs the whole batch.
     throw new Error(

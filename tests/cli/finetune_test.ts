@@ -8,7 +8,7 @@ import { readSafetensors } from "../../lib/bert/safetensors.ts";
 import { workersFlag } from "../../lib/cli/finetune.ts";
 import { parseFlags } from "../../lib/cli/flags.ts";
 import { applyDelta } from "../../lib/tuning/delta.ts";
-import { defaultWorkers } from "../../lib/tuning/hyperparameters.ts";
+import { autoWorkers, defaultWorkers } from "../../lib/tuning/hyperparameters.ts";
 import { ROOT } from "../../lib/util/paths.ts";
 import { tinyWorld } from "../tuning/fixture.ts";
 
@@ -183,13 +183,16 @@ Deno.test("finetune's worker count: the flag, else the run folder's, else the de
   try {
     const spec = { out: "string", workers: "number", "batch-size": "number", fresh: "boolean" } as const;
     const workers = (...args: string[]) => workersFlag(parseFlags(["--out", dir, ...args], spec));
-    assert.equal(await workers(), defaultWorkers(32));
-    assert.equal(await workers("--batch-size", "4"), 1);
+    assert.equal(await workers(), "auto");
+    assert.equal(autoWorkers("wasm", 32, 2), defaultWorkers(32, 2));
+    assert.equal(autoWorkers("wasm", 32, 2), 2);
+    assert.equal(autoWorkers("wasm", 4, 2), 1);
+    assert.equal(autoWorkers("webgpu", 32, 2), 1, "webgpu runs the batch in one process");
     assert.equal(await workers("--workers", "3"), 3);
     // A run started with one worker resumes with one, whatever the default; --fresh starts over.
     await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify({ identity: { task: "RTE" } }));
     assert.equal(await workers(), 1);
-    assert.equal(await workers("--fresh"), defaultWorkers(32));
+    assert.equal(await workers("--fresh"), "auto");
     await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify({ identity: { workers: 2 } }));
     assert.equal(await workers("--batch-size", "4"), 2);
   } finally {
