@@ -124,8 +124,9 @@ function optionalPositiveInt(name: string, v: number | null | undefined): number
 /**
  * Rows per data-parallel worker from which two workers are the default: at batch 32 x 128 (16 rows each)
  * two workers took 0.49-0.96x the time of one on an idle 2-core machine (the benchmark, tiny and mini,
- * every mode; README "Speed and memory"). Smaller shares were not measured, and a step's fixed costs (messages, the update on the
- * main thread) weigh more there, so they keep one worker unless `--workers` says otherwise.
+ * every mode; README "Speed and memory"). Smaller shares were not measured, and a step's fixed costs
+ * (messages, the update on the main thread) weigh more there, so they keep one worker unless `--workers`
+ * says otherwise.
  */
 export const MIN_ROWS_PER_WORKER = 16;
 
