@@ -8,7 +8,7 @@
  * deno task normtune results --profile cpu --out RESULTS.md
  * ```
  */
-import { relative } from "node:path";
+import { relative, resolve } from "node:path";
 import { loadResults } from "../experiments/load.ts";
 import { profileName } from "../experiments/profiles.ts";
 import { renderResultsMarkdown } from "../report/findings_markdown.ts";
@@ -21,11 +21,14 @@ export async function run(args: string[]): Promise<void> {
   if (f.positionals.length) throw new UsageError(`unexpected argument "${f.positionals[0]}"`);
   const profile = f.optionalString("profile");
   const out = f.optionalString("out");
-  const data = await loadResults({ profile: profileName(profile), dir: f.optionalString("results") });
+  const results = f.optionalString("results");
+  const data = await loadResults({ profile: profileName(profile), dir: results });
   // Paths inside the text are relative to the project, so the committed file reads the same anywhere.
   const body = renderResultsMarkdown({ ...data, dir: relative(ROOT, data.dir) || "." });
   const text =
     `# Results\n\nWritten by \`deno task normtune results --profile ${data.profile}${
+      results ? ` --results ${relative(ROOT, resolve(results))}` : ""
+    }${
       out ? ` --out ${out}` : ""
     }\` from the cell records alone; \`deno task reproduce\` recomputes them (finished cells are skipped) ` +
     `and renders the notebooks behind each finding (\`reports/index.html\`).\n\n${body}`;

@@ -83,6 +83,8 @@ Deno.test("reproduce --profile smoke: grids, seven notebooks, HTML reports with 
     const text = await Deno.readTextFile(md);
     assert.match(text, /### Main table/);
     assert.match(text, /### Learning-rate search/);
+    // The command it names reads the same folder.
+    assert.match(text.split("\n")[2], /normtune results --profile smoke --results \S*results --out /);
     for (let i = 1; i <= 6; i++) assert.match(text, new RegExp(`### Finding ${i}: .* \\(\\*\\*`));
   } finally {
     await cleanup();
