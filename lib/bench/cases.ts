@@ -172,6 +172,7 @@ export async function benchTrainStep(
       workerHeapBytes = r.heapBytes;
     };
     const timing = await measureAsync(step, timed);
+    const timedLosses = losses.slice(-timed.repeats); // before the profiled steps add theirs
     const memory = { ...memoryNow(), ...(workerHeapBytes ? { workerHeapBytes } : {}) };
     const profile = o.profile && !engine ? await profileKernels(step) : undefined;
     const trainable = countTrainable(selection, shapes).trainable;
@@ -182,7 +183,7 @@ export async function benchTrainStep(
       trainable,
       timing,
       flops,
-      losses.slice(-timed.repeats),
+      timedLosses,
       memory,
       profile,
     );
@@ -224,9 +225,10 @@ export async function benchEval(o: CaseOptions): Promise<CaseResult> {
   };
   try {
     const timing = await measureAsync(step, { warmup: o.warmup ?? 1, repeats: o.repeats ?? 3 });
+    const timedLosses = losses.slice(-(o.repeats ?? 3));
     const profile = o.profile ? await profileKernels(step) : undefined;
     const flops = stepFlops(o.shape, "layernorm", batchSize, seq).forward;
-    return caseResult(o, "eval", 1, 0, timing, flops, losses.slice(-(o.repeats ?? 3)), memoryNow(), profile);
+    return caseResult(o, "eval", 1, 0, timing, flops, timedLosses, memoryNow(), profile);
   } finally {
     model.dispose();
   }

@@ -23,3 +23,20 @@ Deno.test("kernel profile: calls and times per kernel, the rest outside kernels,
   }
   a.dispose();
 });
+
+Deno.test("kernel profile: the warm-up calls run first and are left out of the profile", async () => {
+  await initBackend("wasm");
+  const a = tf.ones([8, 8]);
+  let calls = 0;
+  const p = await profileKernels(
+    () => {
+      calls++;
+      tf.tidy(() => tf.add(a, 1));
+    },
+    "cpu",
+    2,
+  );
+  assert.equal(calls, 3);
+  assert.equal(p.rows.find((r) => r.kernel === "Add")?.calls, 1);
+  a.dispose();
+});
