@@ -9,7 +9,7 @@
  * ```
  */
 import { relative, resolve } from "node:path";
-import { loadResults } from "../experiments/load.ts";
+import { gridProgress, loadResults } from "../experiments/load.ts";
 import { profileName } from "../experiments/profiles.ts";
 import { renderResultsMarkdown } from "../report/findings_markdown.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
@@ -24,7 +24,7 @@ export async function run(args: string[]): Promise<void> {
   const results = f.optionalString("results");
   const data = await loadResults({ profile: profileName(profile), dir: results });
   // Paths inside the text are relative to the project, so the committed file reads the same anywhere.
-  const body = renderResultsMarkdown({ ...data, dir: relative(ROOT, data.dir) || "." });
+  const body = renderResultsMarkdown({ ...data, dir: relative(ROOT, data.dir) || "." }, gridProgress(data));
   const text =
     `# Results\n\nWritten by \`deno task normtune results --profile ${data.profile}${
       results ? ` --results ${relative(ROOT, resolve(results))}` : ""

@@ -167,6 +167,30 @@ export async function loadResults(opts: LoadOptions | string = {}): Promise<Resu
 }
 
 /** Mean and sample standard deviation (n - 1; 0 for a single value). NaN mean for no values. */
+/** One grid of the study: its cells declared by its manifest and how many of them have a record. */
+export interface GridProgress {
+  grid: string;
+  /** Cells its manifest lists; undefined when the grid has no manifest yet (never started here). */
+  declared?: number;
+  finished: number;
+}
+
+/**
+ * How far the study's grids are (study order): a partly computed study says so wherever its results are
+ * shown, since every verdict reads only the records that exist.
+ */
+export function gridProgress(results: Pick<Results, "grids" | "byId">): GridProgress[] {
+  const names = [
+    ...GRID_NAMES,
+    ...Object.keys(results.grids).filter((g) => !GRID_NAMES.includes(g as never)),
+  ];
+  return names.map((grid) => {
+    const m = results.grids[grid];
+    if (!m) return { grid, finished: 0 };
+    return { grid, declared: m.cells.length, finished: m.cells.filter((c) => results.byId(c.id)).length };
+  });
+}
+
 export function meanStd(values: readonly number[]): { mean: number; std: number; n: number } {
   const n = values.length;
   if (n === 0) return { mean: NaN, std: NaN, n };

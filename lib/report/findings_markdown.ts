@@ -10,6 +10,7 @@
  * findingMarkdown(finding1(data));
  * ```
  */
+import type { GridProgress } from "../experiments/load.ts";
 import { CONTROL_NAMES } from "../experiments/profiles.ts";
 import { evaluateControls, evaluateFindings, type FindingResult } from "./findings.ts";
 import {
@@ -69,7 +70,7 @@ export function verdictRows(results: readonly FindingResult[]): Row[] {
  * The RESULTS.md body: what produced the results, the main table, the six verdicts with the numbers
  * behind them. Every number names its cells; a cell id `ID` is the file `<results dir>/ID.json`.
  */
-export function renderResultsMarkdown(data: StudyData): string {
+export function renderResultsMarkdown(data: StudyData, progress?: readonly GridProgress[]): string {
   const info = studyInfo(data);
   const findings = evaluateFindings(data);
   const out: string[] = [
@@ -78,6 +79,7 @@ export function renderResultsMarkdown(data: StudyData): string {
     `Computed from the records in \`${info.dir}\`; a cell id \`ID\` below is the file ` +
     `\`${recordPath(data, "ID")}\`.`,
     "",
+    ...(progress ? [progressText(progress, data.profile), ""] : []),
     `- Model: ${info.models.join(", ") || "not recorded"} (sha256 ${info.modelHashes.join(", ") || "?"}), ` +
     `backend ${info.backends.join(", ") || "?"}`,
     `- Tasks: ${info.tasks.join(", ") || "none"}; seeds: ${info.seeds.join(", ") || "none"}; epochs ` +
@@ -131,4 +133,20 @@ export function renderResultsMarkdown(data: StudyData): string {
   );
   for (const c of controls) out.push("", findingMarkdown(c, "###"));
   return out.join("\n") + "\n";
+}
+
+/**
+ * One line on how complete the study is: every verdict below reads only the records that exist, so a
+ * partly computed study must say so before its numbers.
+ */
+export function progressText(progress: readonly GridProgress[], profile: string): string {
+  const parts = progress.map((g) =>
+    g.declared === undefined ? `${g.grid} not started` : `${g.grid} ${g.finished} of ${g.declared}`
+  );
+  const complete = progress.every((g) => g.declared !== undefined && g.finished === g.declared);
+  return complete
+    ? `- Progress: every cell of the study's grids has a record (${parts.join(", ")}).`
+    : `- **Progress: the study is not finished** (cells with a record per grid: ${parts.join("; ")}); the ` +
+      `tables and verdicts below read only the finished cells. \`deno task reproduce --profile ${profile}\` ` +
+      "resumes it.";
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { evaluateFindings } from "../../lib/report/findings.ts";
-import { renderResultsMarkdown } from "../../lib/report/findings_markdown.ts";
+import { progressText, renderResultsMarkdown } from "../../lib/report/findings_markdown.ts";
+import { gridProgress } from "../../lib/experiments/load.ts";
 import { changeRecord, seeds, study } from "./study_fixtures.ts";
 
 Deno.test("renderResultsMarkdown: main table and six verdicts, numbers with their cell ids", () => {
@@ -40,4 +41,38 @@ Deno.test("renderResultsMarkdown: main table and six verdicts, numbers with thei
   }));
   assert.match(withControls, /\| RTE +\| Head only \(control\) +\| accuracy \| 61\.00 ± 1\.41/);
   assert.match(withControls, /Control check C1: .*\(\*\*supported\*\*\)/);
+});
+
+Deno.test("gridProgress and progressText: a partly computed study says so, a finished one too", () => {
+  const cell = (id: string) => ({ index: 0, id, kind: "finetune", label: id });
+  const manifest = (grid: string, ids: string[]) => ({
+    grid,
+    about: "",
+    profile: "cpu",
+    cells: ids.map(cell),
+    closure: ids,
+  });
+  const have = new Set(["a", "b", "f"]);
+  const partial = gridProgress({
+    grids: { fisher: manifest("fisher", ["f"]), main: manifest("main", ["a", "b", "c"]) },
+    byId: (id) => (have.has(id) ? ({ id } as never) : undefined),
+  });
+  assert.deepEqual(partial.slice(0, 3), [
+    { grid: "fisher", declared: 1, finished: 1 },
+    { grid: "main", declared: 3, finished: 2 },
+    { grid: "change", finished: 0 },
+  ]);
+  const text = progressText(partial, "cpu");
+  assert.match(text, /the study is not finished/);
+  assert.match(text, /main 2 of 3; change not started/);
+  assert.match(text, /deno task reproduce --profile cpu/);
+  const done = progressText(partial.slice(0, 1), "cpu");
+  assert.match(done, /every cell of the study's grids has a record \(fisher 1 of 1\)/);
+  // Rendered before the main table, only when given.
+  const data = study({ finetune: seeds("full", [0.8]) });
+  assert.ok(
+    renderResultsMarkdown(data, partial).indexOf("not finished") <
+      renderResultsMarkdown(data, partial).indexOf("### Main table"),
+  );
+  assert.doesNotMatch(renderResultsMarkdown(data), /Progress/);
 });
