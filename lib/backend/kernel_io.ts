@@ -86,24 +86,28 @@ export class Io {
       return productJs(a, data(a.t), b, data(b.t), c, data(c.t), m, k, n, alpha, bias && data(bias));
     }
     const own = scratch ? undefined : this.productScratch(k, n);
-    const buf = this.address((scratch ?? own)!);
-    const packed = buf + 32;
-    simd.packB(this.address(b.t, b.off), b.rs, b.cs, k, n, packed);
-    simd.gemm(
-      this.address(a.t, a.off),
-      a.rs,
-      a.cs,
-      packed,
-      this.address(c.t, c.off),
-      c.ld,
-      m,
-      k,
-      n,
-      alpha,
-      bias ? this.address(bias) : 0,
-      buf,
-    );
-    if (own) this.free(own);
+    try {
+      const buf = this.address((scratch ?? own)!);
+      const packed = buf + 32;
+      simd.packB(this.address(b.t, b.off), b.rs, b.cs, k, n, packed);
+      simd.gemm(
+        this.address(a.t, a.off),
+        a.rs,
+        a.cs,
+        packed,
+        this.address(c.t, c.off),
+        c.ld,
+        m,
+        k,
+        n,
+        alpha,
+        bias ? this.address(bias) : 0,
+        buf,
+      );
+    } finally {
+      // A trap in the product must not leak its packing buffer.
+      if (own) this.free(own);
+    }
   }
 }
 

@@ -11,7 +11,9 @@
  * 2-core development machine under load (README, issue 14): attention's six products 1.9-2.8x faster per
  * step, the weight gradient 1.4-1.8x; dense kernels 0.56-0.92x the time of XNNPACK's plain product at the
  * same shapes in 13 of 15 interleaved comparisons, 1.16x and 1.25x in the other 2.
- * Results are deterministic (fixed summation order per element).
+ * Results are deterministic on a given machine (fixed summation order per element); `relaxed_madd` is a
+ * fused multiply-add where the CPU has FMA and a multiply then an add where it has not, so two machines
+ * can differ in the last bits.
  */
 import { GEMM_WASM_BASE64 } from "./gemm_wasm.ts";
 
@@ -48,7 +50,8 @@ function heapMemory(
 
 /**
  * The product bound to the heap of `wasm` (the backend's Emscripten module), or undefined where it cannot
- * run (no exported memory, or an engine without relaxed SIMD): callers then use XNNPACK.
+ * run (no exported memory, or an engine without relaxed SIMD): callers then use the plain JavaScript loop
+ * (lib/backend/kernel_io.ts `productJs`: the same results, many times slower), and a warning says so once.
  */
 export function simdGemm(wasm: object): GemmExports | undefined {
   let x = instances.get(wasm);
@@ -62,6 +65,12 @@ export function simdGemm(wasm: object): GemmExports | undefined {
       } catch {
         x = null; // no relaxed SIMD here
       }
+    }
+    if (!x) {
+      console.warn(
+        "normtune: the SIMD product cannot run on this engine (no relaxed SIMD or no exported heap); " +
+          "products use a plain JavaScript loop: same results, many times slower",
+      );
     }
     instances.set(wasm, x);
   }

@@ -166,7 +166,6 @@ export async function loadResults(opts: LoadOptions | string = {}): Promise<Resu
   };
 }
 
-/** Mean and sample standard deviation (n - 1; 0 for a single value). NaN mean for no values. */
 /** One grid of the study: its cells declared by its manifest and how many of them have a record. */
 export interface GridProgress {
   grid: string;
@@ -191,6 +190,7 @@ export function gridProgress(results: Pick<Results, "grids" | "byId">): GridProg
   });
 }
 
+/** Mean and sample standard deviation (n - 1; 0 for a single value). NaN mean for no values. */
 export function meanStd(values: readonly number[]): { mean: number; std: number; n: number } {
   const n = values.length;
   if (n === 0) return { mean: NaN, std: NaN, n };

@@ -142,11 +142,12 @@ export function defaultWorkers(batchSize: number, cores = navigator.hardwareConc
 
 /**
  * `workers: "auto"` (what `finetune` gets when `--workers` is not given) once the backend is known:
- * `defaultWorkers` on the CPU backends, one process on webgpu, where the workers' CPU data parallelism
- * has nothing to split (one GPU runs the whole batch).
+ * `defaultWorkers` on the wasm and cpu backends, one process elsewhere: webgpu, where one GPU runs the
+ * whole batch, and tensorflow, which has a thread pool of its own.
  */
 export function autoWorkers(backend: string, batchSize: number, cores?: number): number {
-  return backend === "webgpu" ? 1 : defaultWorkers(batchSize, cores);
+  // Measured on wasm only; native tensorflow already runs its own thread pool, and one GPU runs the batch.
+  return backend === "wasm" || backend === "cpu" ? defaultWorkers(batchSize, cores) : 1;
 }
 
 /** Checks a save interval, a count of updates (not a hyperparameter: it does not change the result). */

@@ -188,6 +188,7 @@ Deno.test("finetune's worker count: the flag, else the run folder's, else the de
     assert.equal(autoWorkers("wasm", 32, 2), 2);
     assert.equal(autoWorkers("wasm", 4, 2), 1);
     assert.equal(autoWorkers("webgpu", 32, 2), 1, "webgpu runs the batch in one process");
+    assert.equal(autoWorkers("tensorflow", 32, 2), 1, "native tensorflow has its own threads");
     assert.equal(await workers("--workers", "3"), 3);
     // A run started with one worker resumes with one, whatever the default; --fresh starts over.
     await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify({ identity: { task: "RTE" } }));
