@@ -8,7 +8,7 @@
  * deno task normtune results --profile cpu --out RESULTS.md
  * ```
  */
-import { relative, resolve } from "node:path";
+import { relative } from "node:path";
 import { gridProgress, loadResults } from "../experiments/load.ts";
 import { profileName } from "../experiments/profiles.ts";
 import { renderResultsMarkdown } from "../report/findings_markdown.ts";
@@ -24,14 +24,14 @@ export async function run(args: string[]): Promise<void> {
   const results = f.optionalString("results");
   const data = await loadResults({ profile: profileName(profile), dir: results });
   // Paths inside the text are relative to the project, so the committed file reads the same anywhere.
-  const body = renderResultsMarkdown({ ...data, dir: relative(ROOT, data.dir) || "." }, gridProgress(data));
+  const dir = relative(ROOT, data.dir) || ".";
+  const body = renderResultsMarkdown({ ...data, dir }, gridProgress(data));
+  const command = `deno task normtune results --profile ${data.profile}` +
+    `${results ? ` --results ${dir}` : ""}${out ? ` --out ${out}` : ""}`;
   const text =
-    `# Results\n\nWritten by \`deno task normtune results --profile ${data.profile}${
-      results ? ` --results ${relative(ROOT, resolve(results))}` : ""
-    }${
-      out ? ` --out ${out}` : ""
-    }\` from the cell records alone; \`deno task reproduce\` recomputes them (finished cells are skipped) ` +
-    `and renders the notebooks behind each finding (\`reports/index.html\`).\n\n${body}`;
+    `# Results\n\nWritten by \`${command}\` from the cell records alone; \`deno task reproduce\` ` +
+    "recomputes them (finished cells are skipped) and renders the notebooks behind each finding " +
+    `(\`reports/index.html\`).\n\n${body}`;
   if (out) {
     await writeFileAtomic(out, text);
     console.error(`wrote ${out}`);
