@@ -61,7 +61,7 @@ function hyperparameterFlags(f: Flags): HyperparameterOptions {
 
 /**
  * `--workers`, else the count the run in OUT was started with (so that it resumes), else
- * "auto" (`autoWorkers`: the default for the batch size on CPU backends, one process on webgpu).
+ * "auto" (`autoWorkers`: the default for the batch size on wasm and cpu, one process on webgpu and tensorflow).
  */
 export async function workersFlag(f: Flags): Promise<number | "auto"> {
   const given = f.optionalNumber("workers");

@@ -131,23 +131,20 @@ function optionalPositiveInt(name: string, v: number | null | undefined): number
 export const MIN_ROWS_PER_WORKER = 16;
 
 /**
- * The worker count `normtune finetune` uses when `--workers` is not given: 2 where the machine has two
- * cores or more and the batch gives each worker `MIN_ROWS_PER_WORKER` rows, else 1. Not a default of
+ * The worker count `normtune finetune` uses when `--workers` is not given (`workers: "auto"`), once the
+ * backend is known: on wasm and cpu, 2 where the machine has two cores or more and the batch gives each
+ * worker `MIN_ROWS_PER_WORKER` rows, else 1; one process elsewhere (measured on wasm only: webgpu runs the
+ * whole batch on one GPU, and native tensorflow has a thread pool of its own). Not a default of
  * `resolveHyperparameters`: grid cells keep their one worker (`--jobs` already spreads cells over the
  * cores) and their identities.
  */
-export function defaultWorkers(batchSize: number, cores = navigator.hardwareConcurrency): number {
+export function autoWorkers(
+  backend: string,
+  batchSize: number,
+  cores = navigator.hardwareConcurrency,
+): number {
+  if (backend !== "wasm" && backend !== "cpu") return 1;
   return cores >= 2 && batchSize >= 2 * MIN_ROWS_PER_WORKER ? 2 : 1;
-}
-
-/**
- * `workers: "auto"` (what `finetune` gets when `--workers` is not given) once the backend is known:
- * `defaultWorkers` on the wasm and cpu backends, one process elsewhere: webgpu, where one GPU runs the
- * whole batch, and tensorflow, which has a thread pool of its own.
- */
-export function autoWorkers(backend: string, batchSize: number, cores?: number): number {
-  // Measured on wasm only; native tensorflow already runs its own thread pool, and one GPU runs the batch.
-  return backend === "wasm" || backend === "cpu" ? defaultWorkers(batchSize, cores) : 1;
 }
 
 /** Checks a save interval, a count of updates (not a hyperparameter: it does not change the result). */

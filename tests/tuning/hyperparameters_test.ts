@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import {
+  autoWorkers,
   DEFAULTS,
-  defaultWorkers,
   HYPERPARAMETER_NAMES,
   HYPERPARAMETERS,
   pickHyperparameters,
@@ -60,11 +60,11 @@ Deno.test("every hyperparameter has one flag; a cell's configuration yields only
   assert.deepEqual(pickHyperparameters(cell), { lr: 1e-4, epochs: 2, maxTrain: null });
 });
 
-Deno.test("defaultWorkers: two on two cores or more when each worker gets 16 rows, else one", () => {
-  assert.equal(defaultWorkers(DEFAULTS.batchSize, 2), 2);
-  assert.equal(defaultWorkers(64, 16), 2);
-  assert.equal(defaultWorkers(31, 2), 1);
-  assert.equal(defaultWorkers(32, 1), 1);
+Deno.test("autoWorkers on wasm: two on two cores or more when each worker gets 16 rows, else one", () => {
+  assert.equal(autoWorkers("wasm", DEFAULTS.batchSize, 2), 2);
+  assert.equal(autoWorkers("wasm", 64, 16), 2);
+  assert.equal(autoWorkers("wasm", 31, 2), 1);
+  assert.equal(autoWorkers("wasm", 32, 1), 1);
   // Not a default of the resolved hyperparameters: grid cells keep one worker and their identities.
   assert.ok(!("workers" in resolveHyperparameters({}, "layernorm")));
 });
