@@ -41,7 +41,7 @@ let compiled: WebAssembly.Module | undefined;
 const instances = new WeakMap<object, GemmExports | null>();
 
 /** The memory of a started tfjs-wasm module (Emscripten keeps its exports as `asm`). */
-function heapMemory(
+export function heapMemory(
   wasm: { asm?: { memory?: unknown }; wasmMemory?: unknown },
 ): WebAssembly.Memory | undefined {
   const m = wasm.asm?.memory ?? wasm.wasmMemory;
