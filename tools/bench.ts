@@ -10,15 +10,23 @@
  *   deno task bench                                  # everything (about 10 minutes)
  *   deno task bench --shapes tiny --modes layernorm  # one case
  *   deno task bench --quick --out /tmp/q.json        # the smoke test CI runs (tests/bench/bench_test.ts)
+ *   deno task bench --job                            # whole fine-tuning jobs (below), reports/bench-job.json
+ *
+ * `--job` times whole fine-tuning jobs instead of steps (lib/bench/job.ts): the project's `finetune` on RTE,
+ * 1 epoch of 640 training examples, batch 32, max length 128, length-bucketed batches, for tiny and mini,
+ * each mode, 1 and 2 workers, each beside PyTorch's same job on the same batches (tools/torch_job.py).
  *
  * Flags: --shapes tiny,mini,base  --modes full,bitfit,layernorm  --workers 1,2  --repeats N  --warmup N
  *        --batch N --seq N  --no-torch  --torch-steps N  --no-profile  --no-extras  --backend wasm|cpu|webgpu
  *        --micro-batch N (rows per pass, gradients accumulated; default 2 for bert-base full, else all)
- *        --out FILE (default reports/bench.json)  --quick
+ *        --out FILE (default reports/bench.json; with --job reports/bench-job.json)  --quick
+ *        --job  --job-examples N (default 640; 64 with --quick)  --job-models tiny=DIR,mini=DIR
+ *        (with --job, --batch and --seq are the job's batch size and max length)
  */
 import { parseFlags, UsageError } from "../lib/cli/flags.ts";
 import { formatMatMul } from "../lib/bench/matmul.ts";
-import { formatCases } from "../lib/bench/report.ts";
+import { formatCases, formatJobs } from "../lib/bench/report.ts";
+import { JOB_SHAPES } from "../lib/bench/job.ts";
 import { type BenchOptions, QUICK, runBench } from "../lib/bench/run.ts";
 import { BENCH_MODES, type BenchMode, getShape, SHAPE_NAMES, type ShapeName } from "../lib/bench/shapes.ts";
 import { formatKernelTable } from "../lib/bench/profile.ts";
@@ -51,19 +59,25 @@ export async function main(args: string[]): Promise<number> {
     "no-extras": "boolean",
     backend: "string",
     "micro-batch": "number",
+    job: "boolean",
+    "job-examples": "number",
+    "job-models": "string",
     help: "boolean",
   });
   if (f.bool("help")) {
     console.log(
       "usage: deno task bench [--quick] [--shapes tiny,mini,base] [--modes full,bitfit,layernorm] " +
         "[--workers 1,2] [--repeats N] [--warmup N] [--batch N --seq N] [--no-torch] [--torch-steps N] " +
-        "[--no-profile] [--no-extras] [--backend wasm|cpu|webgpu] [--micro-batch N] [--out FILE]",
+        "[--no-profile] [--no-extras] [--backend wasm|cpu|webgpu] [--micro-batch N] [--out FILE]\n" +
+        "       deno task bench --job [--quick] [--shapes tiny,mini] [--modes ...] [--workers 1,2] " +
+        "[--job-examples N] [--job-models tiny=DIR,mini=DIR] [--batch N --seq N] [--no-torch] [--out FILE]",
     );
     return 0;
   }
+  const job = f.bool("job");
   const base: BenchOptions = f.bool("quick")
-    ? { ...QUICK }
-    : { shapes: [...SHAPE_NAMES], modes: [...BENCH_MODES] };
+    ? { ...QUICK, ...(job ? { batch: undefined, seq: undefined } : {}) }
+    : { shapes: [...(job ? JOB_SHAPES : SHAPE_NAMES)], modes: [...BENCH_MODES] };
   const opts: BenchOptions = {
     ...base,
     shapes: (list(f.optionalString("shapes"), SHAPE_NAMES, "shapes") as ShapeName[]) ?? base.shapes,
@@ -104,9 +118,50 @@ export async function main(args: string[]): Promise<number> {
     opts.backend = backend as BackendName;
   }
   for (const s of opts.shapes) getShape(s);
-  const out = f.string("out", "reports/bench.json");
+  if (job) {
+    opts.job = true;
+    for (const flag of ["repeats", "warmup", "torch-steps", "no-profile", "no-extras", "micro-batch"]) {
+      if (f.has(flag)) throw new UsageError(`--${flag} is for the step cases, not --job`);
+    }
+    const bad = opts.shapes.filter((s) => !JOB_SHAPES.includes(s));
+    if (bad.length) throw new UsageError(`--job runs on ${JOB_SHAPES.join(", ")}, not ${bad.join(", ")}`);
+    if (f.has("job-examples")) {
+      const n = f.number("job-examples");
+      if (!Number.isInteger(n) || n < 1) throw new UsageError("--job-examples must be a positive integer");
+      opts.jobExamples = n;
+    }
+    const models = f.optionalString("job-models");
+    if (models !== undefined) {
+      opts.jobModels = {};
+      for (const item of models.split(",").map((s) => s.trim()).filter(Boolean)) {
+        const [shape, dir] = item.split("=");
+        if (!dir || !JOB_SHAPES.includes(shape as ShapeName)) {
+          throw new UsageError(
+            `--job-models: "${item}" is not SHAPE=DIR with SHAPE one of ${JOB_SHAPES.join(", ")}`,
+          );
+        }
+        opts.jobModels[shape as ShapeName] = dir;
+      }
+    }
+  } else if (f.has("job-examples") || f.has("job-models")) {
+    throw new UsageError("--job-examples and --job-models go with --job");
+  }
+  const out = f.string("out", job ? "reports/bench-job.json" : "reports/bench.json");
 
   const report = await runBench(opts);
+  if (report.job) {
+    const s = report.job.settings;
+    console.log(
+      `\nwhole jobs: ${s.task}, ${s.examples} train examples, ${s.epochs} epoch, batch ${s.batch}, ` +
+        `max length ${s.maxLen}, lr ${s.lr.full} (full) / ${s.lr.sparse}; train s = finetune's epoch loop, ` +
+        `whole s = the finetune call, ratio = train s / PyTorch's epoch loop on the same batches`,
+    );
+    for (const [shape, about] of Object.entries(report.job.models)) console.log(`${shape}: ${about}`);
+    console.log(`\n${formatJobs(report.job.cases)}\n\n${report.torch.note}`);
+    await writeJsonAtomic(out, report);
+    console.log(`wrote ${out}`);
+    return report.job.cases.some((c) => c.error) ? 1 : 0;
+  }
   for (const s of report.shapes) {
     console.log(`\n${s.shape}: matMul forms on ${report.backend}\n${formatMatMul(s.matmulForms)}`);
   }

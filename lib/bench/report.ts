@@ -4,6 +4,7 @@
  * Every case carries its effective GFLOP/s and that rate as a fraction of what the backend's own plain
  * 2-D product reaches at the step's largest shape (times the worker count), and, when the PyTorch
  * reference ran, PyTorch's step time measured right after it and the ratio normtune / PyTorch.
+ * With `--job`, the whole fine-tuning jobs (lib/bench/job.ts) instead: `job`, and their own table.
  */
 import type { MatMulRow } from "./matmul.ts";
 import type { KernelRow } from "./profile.ts";
@@ -54,6 +55,91 @@ export interface BenchReport {
   torch: { available: boolean; note: string };
   shapes: ShapeReport[];
   cases: ReportCase[];
+  /** The whole-job cases (`--job`; then `shapes` and `cases` are empty). */
+  job?: JobReport;
+}
+
+/** What every job of a `--job` run did (lib/bench/job.ts `JOB`). */
+export interface JobSettings {
+  task: string;
+  /** Training examples: a fixed random subset of the train split (`--max-train`, subset seed 0). */
+  examples: number;
+  /** Dev examples evaluated at the epoch's end (null: the whole split). */
+  devExamples: number | null;
+  /** Epochs (1: PyTorch's reference trains the first epoch's batches). */
+  epochs: number;
+  batch: number;
+  /** Max tokens per example; each batch is padded to its longest row. */
+  maxLen: number;
+  seed: number;
+  /** Peak learning rates: full fine-tuning, and the sparse modes (bitfit, layernorm). */
+  lr: { full: number; sparse: number };
+  weightDecay: number;
+  clip: number;
+}
+
+export interface JobTorchFigures {
+  /** PyTorch's epoch loop on the same batches from the same weights (tools/torch_job.py). */
+  trainSeconds: number;
+  /** Its reading of the input and building of the model. */
+  setupSeconds: number;
+  /** The python process, start to exit (interpreter and torch import included). */
+  wallSeconds: number;
+  runtime: string;
+  threads: number;
+  trainable: number;
+  steps: number;
+  trainLoss: number;
+}
+
+/** One whole fine-tuning job: `finetune` for one shape, mode and worker count. */
+export interface JobCase {
+  shape: string;
+  /** The model folder's name, or what stood in for it (a random initialisation of the shape). */
+  model: string;
+  mode: string;
+  workers: number;
+  examples: number;
+  steps: number;
+  batch: number;
+  maxLen: number;
+  /** Padded share of the epoch's tokens under the trainer's length bucketing. */
+  paddingShare: number;
+  trainable: number;
+  /**
+   * The epoch loop as `finetune` times it (its metrics' trainSeconds): first batch to last update, batches
+   * made from the encoded rows included; no loading, tokenising, worker start, evaluation or saving.
+   */
+  trainSeconds: number;
+  /** The epoch-end evaluation (its metrics' evalSeconds). */
+  evalSeconds: number;
+  devExamples: number;
+  /**
+   * The whole `finetune` call: checkpoint loading, reading and tokenising train and dev, starting the
+   * workers, training, evaluation, and writing state, delta and metrics (the backend was already started).
+   */
+  wholeSeconds: number;
+  /** CPU seconds of the process during the whole call (all threads, workers included). */
+  cpuSeconds: number;
+  examplesPerSecond: number;
+  trainLoss: number;
+  rssBytes: number;
+  torch?: JobTorchFigures;
+  /** trainSeconds / PyTorch's trainSeconds (same shape, mode and batches; measured in this run). */
+  torchRatio?: number;
+  /** Why there is no PyTorch figure, when the reference was asked for and could not run. */
+  torchNote?: string;
+  /** Set when the job could not run: the reason. */
+  error?: string;
+}
+
+export interface JobReport {
+  settings: JobSettings;
+  /** Which model each shape used. */
+  models: Record<string, string>;
+  /** Whether an untimed one-batch job ran first (warming up the process). */
+  warmup: boolean;
+  cases: JobCase[];
 }
 
 export function toReportCase(r: CaseResult, peak: MatMulRow, torch?: TorchResult): ReportCase {
@@ -145,5 +231,51 @@ export function formatCases(cases: ReportCase[]): string {
       : c.padStart(widths[i]))
     )
       .join("  ");
+  return [line(head), ...rows.map(line)].join("\n");
+}
+
+/** The whole-job table: one line per job. */
+export function formatJobs(cases: JobCase[]): string {
+  const head = [
+    "shape",
+    "mode",
+    "wk",
+    "examples",
+    "steps",
+    "pad",
+    "train s",
+    "eval s",
+    "whole s",
+    "torch s",
+    "ratio",
+    "loss",
+    "torch loss",
+  ];
+  const rows = cases.map((c) =>
+    c.error ? [c.shape, c.mode, String(c.workers), String(c.examples), `error: ${c.error}`] : [
+      c.shape,
+      c.mode,
+      String(c.workers),
+      String(c.examples),
+      String(c.steps),
+      `${Math.round(100 * c.paddingShare)}%`,
+      fmt(c.trainSeconds),
+      fmt(c.evalSeconds),
+      fmt(c.wholeSeconds),
+      fmt(c.torch?.trainSeconds),
+      c.torchRatio === undefined ? "-" : `${c.torchRatio.toFixed(2)}x`,
+      fmt(c.trainLoss),
+      fmt(c.torch?.trainLoss),
+    ]
+  );
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) =>
+      i < 2
+        ? c.padEnd(widths[i])
+        : i === cells.length - 1 && cells.length < head.length
+        ? c
+        : c.padStart(widths[i])
+    ).join("  ");
   return [line(head), ...rows.map(line)].join("\n");
 }

@@ -2,7 +2,8 @@
  * Runs the benchmark: for each model shape, the matMul forms at the step's largest shape (the peak every
  * figure is compared with), then one training step per mode and worker count, each followed by the
  * PyTorch reference of the same step, then an evaluation pass and per-example LayerNorm Fisher scores.
- * `tools/bench.ts` is the command line; tests call `runBench` with `quick: true`.
+ * With `job`, the whole fine-tuning jobs instead (lib/bench/job.ts: `finetune` on RTE beside PyTorch's same
+ * job). `tools/bench.ts` is the command line; tests call `runBench` with `quick: true`.
  *
  * ```ts
  * const report = await runBench({ ...QUICK, out: "reports/bench-quick.json" });
@@ -10,10 +11,18 @@
  */
 import { type BackendName, initBackend, webgpuAdapter } from "../tf.ts";
 import { benchMatMulForms, matMulPeakAsync, type MatMulRow } from "./matmul.ts";
-import { type BenchReport, formatCases, type ReportCase, type ShapeReport, toReportCase } from "./report.ts";
+import {
+  type BenchReport,
+  formatCases,
+  type JobSettings,
+  type ReportCase,
+  type ShapeReport,
+  toReportCase,
+} from "./report.ts";
 import { type BenchMode, type BenchShape, getShape, largestProduct, type ShapeName } from "./shapes.ts";
 import { benchEval, benchFisherLayerNorm, benchTrainStep, type CaseResult } from "./cases.ts";
-import { runTorchStep, torchScript } from "./torch.ts";
+import { runTorchStep, torchJobScript, torchScript } from "./torch.ts";
+import { JOB, QUICK_JOB, runJobs } from "./job.ts";
 
 export interface BenchOptions {
   shapes: ShapeName[];
@@ -41,6 +50,15 @@ export interface BenchOptions {
    * wasm heap.
    */
   microBatch?: number;
+  /**
+   * Time whole fine-tuning jobs (`finetune` on RTE, lib/bench/job.ts) instead of steps: batch and seq
+   * become the job's batch size and max length, workers default to 1 and 2.
+   */
+  job?: boolean;
+  /** The job's training examples (default 640; 64 when quick). */
+  jobExamples?: number;
+  /** Model folder per shape for the jobs (default: bert-tiny-v2; a mini-shaped folder, else random). */
+  jobModels?: Partial<Record<ShapeName, string>>;
   /** How the run was started, recorded in the report. */
   command?: string;
   /** Progress lines (default stderr). */
@@ -108,11 +126,13 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const log = o.log ?? ((line: string) => console.error(line));
   const backend = await initBackend(o.backend ?? "wasm");
   const useTorch = o.torch ?? !o.quick;
-  const script = torchScript();
+  const script = o.job ? torchJobScript() : torchScript();
   const torchNote = !useTorch
     ? "PyTorch reference not run (--no-torch or --quick)"
     : script
     ? `PyTorch reference: ${script}`
+    : o.job
+    ? "no PyTorch job reference found (tools/torch_job.py, or NORMTUNE_TORCH_JOB): no ratios"
     : "no PyTorch reference found (set NORMTUNE_TORCH_STEP or place ../shared/bench/torch_step.py): no ratios";
   // On webgpu: the plain matMul timed asynchronously, in-process cases only (the data-parallel workers
   // are for CPUs), no per-kernel profile (kernels run on the GPU after tfjs has returned).
@@ -131,6 +151,24 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     shapes: [],
     cases: [],
   };
+  if (o.job) {
+    const settings: Partial<JobSettings> = {
+      ...(o.quick ? QUICK_JOB : {}),
+      ...(o.jobExamples ? { examples: o.jobExamples } : {}),
+      batch: o.batch ?? JOB.batch,
+      maxLen: o.seq ?? JOB.maxLen,
+    };
+    report.job = await runJobs({
+      shapes: o.shapes,
+      modes: o.modes,
+      workers: o.workers,
+      settings,
+      models: o.jobModels,
+      torch: useTorch && script !== undefined,
+      backend: o.backend,
+    }, log);
+    return report;
+  }
   const timed = { warmup: o.warmup, repeats: o.repeats };
 
   for (const name of o.shapes) {

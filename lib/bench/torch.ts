@@ -1,7 +1,8 @@
 /**
  * The PyTorch reference step (`../shared/bench/torch_step.py`, or the script NORMTUNE_TORCH_STEP
  * names), run with Debian's python3 and OpenBLAS as its docstring says, so that every normtune figure
- * can be put beside PyTorch's measured on the same machine in the same run.
+ * can be put beside PyTorch's measured on the same machine in the same run; and the whole-job reference
+ * (`tools/torch_job.py`, or NORMTUNE_TORCH_JOB), run the same way on the batches `finetune` trained on.
  *
  * ```ts
  * const ref = await runTorchStep({ shape: "tiny", mode: "full" });
@@ -57,9 +58,7 @@ export async function runTorchStep(opts: TorchOptions): Promise<TorchOutcome> {
       reason: "no PyTorch reference: set NORMTUNE_TORCH_STEP or place ../shared/bench/torch_step.py",
     };
   }
-  const python = opts.python ?? "/usr/bin/python3";
   const args = [
-    script,
     "--shape",
     opts.shape,
     "--mode",
@@ -69,15 +68,79 @@ export async function runTorchStep(opts: TorchOptions): Promise<TorchOutcome> {
     "--threads",
     String(opts.threads ?? 2),
   ];
-  // As the script's docstring says: OpenBLAS's core overrides unset for this command only.
+  const r = await runPython<TorchResult>(script, args, "step_s", opts);
+  return r.available ? { ...r, script } : r;
+}
+
+/** What `tools/torch_job.py` prints: one epoch of the job's batches in PyTorch. */
+export interface TorchJobResult {
+  runtime: string;
+  threads: number;
+  examples: number;
+  steps: number;
+  trainable: number;
+  /** The epoch loop, first batch's tensors to the last update. */
+  train_s: number;
+  /** Reading the input and building the model. */
+  setup_s: number;
+  /** Mean batch loss of the epoch. */
+  train_loss: number;
+  examples_per_s: number;
+}
+
+export type TorchJobOutcome =
+  | { available: true; script: string; result: TorchJobResult; wallSeconds: number }
+  | { available: false; reason: string };
+
+/** The whole-job reference: NORMTUNE_TORCH_JOB, else the project's tools/torch_job.py. */
+export function torchJobScript(): string | undefined {
+  const path = Deno.env.get("NORMTUNE_TORCH_JOB") || join(ROOT, "tools", "torch_job.py");
+  return existsSync(path) ? path : undefined;
+}
+
+/**
+ * Runs the whole-job reference on the input lib/bench/job.ts `writeJobInput` wrote; like `runTorchStep`, a
+ * missing interpreter or torch is an outcome with its reason.
+ */
+export async function runTorchJob(
+  input: string,
+  opts: Omit<TorchOptions, "shape" | "mode" | "steps"> = {},
+): Promise<TorchJobOutcome> {
+  const script = torchJobScript();
+  if (!script) return { available: false, reason: "no PyTorch job reference: tools/torch_job.py is missing" };
+  const r = await runPython<TorchJobResult>(
+    script,
+    [input, "--threads", String(opts.threads ?? 2)],
+    "train_s",
+    opts,
+  );
+  return r.available ? { ...r, script } : r;
+}
+
+/**
+ * Runs `script` with Debian's python3 (or `opts.python`), OpenBLAS's core overrides unset for this command
+ * only (as torch_step.py's docstring says), and reads its last JSON line, which must hold `key` as a number.
+ */
+async function runPython<T>(
+  script: string,
+  scriptArgs: string[],
+  key: string,
+  opts: { python?: string; timeoutSeconds?: number },
+): Promise<{ available: true; result: T; wallSeconds: number } | { available: false; reason: string }> {
+  const python = opts.python ?? "/usr/bin/python3";
   const env = Deno.env.toObject();
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
   const t0 = performance.now();
   let out: Deno.CommandOutput;
   try {
-    const child = new Deno.Command(python, { args, env, clearEnv: true, stdout: "piped", stderr: "piped" })
-      .spawn();
+    const child = new Deno.Command(python, {
+      args: [script, ...scriptArgs],
+      env,
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
     const timer = setTimeout(() => {
       try {
         child.kill("SIGKILL");
@@ -98,9 +161,9 @@ export async function runTorchStep(opts: TorchOptions): Promise<TorchOutcome> {
   }
   const line = stdout.split("\n").filter((l) => l.startsWith("{")).at(-1);
   try {
-    const result = JSON.parse(line ?? "") as TorchResult;
-    if (typeof result.step_s !== "number") throw new Error("no step_s");
-    return { available: true, script, result, wallSeconds };
+    const result = JSON.parse(line ?? "") as Record<string, unknown>;
+    if (typeof result[key] !== "number") throw new Error(`no ${key}`);
+    return { available: true, result: result as T, wallSeconds };
   } catch {
     return { available: false, reason: `${script} printed no result line: ${stdout.slice(-200)}` };
   }

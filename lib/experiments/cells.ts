@@ -3,7 +3,12 @@
  * study.ts) and its dependencies' artefacts, and the small summary it returns for the record.
  *
  * - `finetune`: lib/tuning/trainer.ts `finetune()` with the cell's runs folder as OUT (so a killed cell
- *   resumes from the trainer's state); artefact `delta.safetensors`.
+ *   resumes from the trainer's state); artefact `delta.safetensors`. A run that diverges (lib/tuning/
+ *   epochs.ts `DivergedError`: deterministic, so it would diverge again on every rerun) is a finished cell,
+ *   not a failure: its record has `diverged` ({ step, epoch, batch, reason }), `score: null` and no
+ *   artefact, so it is not recomputed, the learning-rate search ranks its rate last
+ *   (lib/experiments/rates.ts) and the grids waiting on main go on. A cell that needs its delta (`change`)
+ *   fails, saying so.
  * - `fisher`: empirical Fisher of the pretrained model with a fresh head (lib/jobs/fisher_job.ts);
  *   artefact `fisher.safetensors`; the record holds the per component x layer x kind records and rankings.
  * - `change`: base checkpoint vs base + the full fine-tuning's delta (lib/jobs/change_job.ts).
@@ -32,7 +37,9 @@ import {
   pickHyperparameters,
   resolveHyperparameters,
 } from "../tuning/hyperparameters.ts";
-import { finetune } from "../tuning/trainer.ts";
+import { DivergedError, finetune, type RunConfig, runPaths } from "../tuning/trainer.ts";
+import { readJsonIfExists } from "../util/atomic.ts";
+import { divergenceOf } from "./load.ts";
 import type { CellContext, Executors } from "./runner.ts";
 
 export interface ExecEnv {
@@ -124,28 +131,38 @@ async function runFinetune(ctx: CellContext, env: ExecEnv) {
   const c = finetuneCell(ctx);
   const maskDep = ctx.deps.mask;
   const quiet = !(env.verbose ?? isTerminal());
-  const r = await finetune({
-    ...c.hyper,
-    model: env.modelDir,
-    task: c.task,
-    mode: c.mode,
-    mask: maskDep ? join(maskDep.dir, ARTEFACTS.mask) : undefined,
-    out: ctx.dir,
-    backend: env.backend,
-    glueDir: env.glueDir,
-    quiet,
-  });
-  const m = r.metrics;
   const task = getTask(c.task);
   const maskResult = maskDep?.record.result as { selected?: number; share?: number } | undefined;
+  // What every fine-tuning record starts with, finished or diverged.
+  const head = {
+    task: task.name,
+    mode: c.mode,
+    ...(c.hyper.init ? { init: c.hyper.init } : {}),
+    seed: c.hyper.seed,
+    ...(c.mask ? { mask: { ...c.mask, selected: maskResult?.selected, share: maskResult?.share } } : {}),
+    metric: task.mainMetric,
+  };
+  let r;
+  try {
+    r = await finetune({
+      ...c.hyper,
+      model: env.modelDir,
+      task: c.task,
+      mode: c.mode,
+      mask: maskDep ? join(maskDep.dir, ARTEFACTS.mask) : undefined,
+      out: ctx.dir,
+      backend: env.backend,
+      glueDir: env.glueDir,
+      quiet,
+    });
+  } catch (err) {
+    if (!(err instanceof DivergedError)) throw err;
+    return await divergedResult(ctx, head, err);
+  }
+  const m = r.metrics;
   return {
     result: roundAll({
-      task: task.name,
-      mode: c.mode,
-      ...(c.hyper.init ? { init: c.hyper.init } : {}),
-      seed: c.hyper.seed,
-      ...(c.mask ? { mask: { ...c.mask, selected: maskResult?.selected, share: maskResult?.share } } : {}),
-      metric: task.mainMetric,
+      ...head,
       /** The main dev score of the best epoch (what tables report), and of the last epoch. */
       score: m.best.main,
       finalScore: m.final.main,
@@ -163,6 +180,33 @@ async function runFinetune(ctx: CellContext, env: ExecEnv) {
       resumedAt: m.resumedAt,
     }),
     artefacts: [ARTEFACTS.finetune],
+  };
+}
+
+/**
+ * The record of a fine-tuning that diverged: where, no score (`score: null`; load.ts `scoreOf` reads NaN),
+ * the epochs it finished before, and the data sizes and trainable counts from the run's config.json
+ * (written before training). No artefact: there is no delta. The run folder keeps the last saved state.
+ */
+async function divergedResult(ctx: CellContext, head: Record<string, unknown>, err: DivergedError) {
+  ctx.log(
+    `diverged at step ${err.step} (epoch ${err.epoch}, batch ${err.batch}): ${err.reason}; ` +
+      "recorded as a finished run with no score",
+  );
+  const config = await readJsonIfExists<RunConfig>(runPaths(ctx.dir).config);
+  return {
+    result: roundAll({
+      ...head,
+      score: null,
+      finalScore: null,
+      diverged: { step: err.step, epoch: err.epoch, batch: err.batch, reason: err.reason },
+      epochs: err.epochs.map((e) => ({ epoch: e.epoch, step: e.step, trainLoss: e.trainLoss, dev: e.dev })),
+      steps: err.step - 1,
+      trainExamples: config?.trainExamples,
+      devExamples: config?.devExamples,
+      trainable: config?.trainable,
+    }),
+    artefacts: [],
   };
 }
 
@@ -202,6 +246,14 @@ async function runFisherCell(ctx: CellContext, env: ExecEnv) {
 
 async function runChangeCell(ctx: CellContext, env: ExecEnv) {
   const task = field<string>(ctx, "task", isString, "a task name");
+  const diverged = divergenceOf(ctx.deps.tuned.record);
+  if (diverged) {
+    throw new Error(
+      `cell ${ctx.cell.id} (change): the full fine-tuning it compares, ${ctx.deps.tuned.cell.label} ` +
+        `(${ctx.deps.tuned.cell.id}), diverged at step ${diverged.step} (${diverged.reason}): there are no ` +
+        "fine-tuned weights to compare",
+    );
+  }
   const r = await runChange({ base: env.modelDir, delta: join(ctx.deps.tuned.dir, ARTEFACTS.finetune) });
   return {
     result: roundAll({

@@ -1,8 +1,10 @@
 /**
  * The results as a polars DataFrame: one row per fine-tuning cell (`finetuneRows` in load.ts: task,
  * method, mode, init, k, lr, seed, metric, score, ...), for filtering, grouping and pivoting in a notebook
- * cell. Only notebooks and their users import this module; the views and the verdict rules read the plain
- * rows, so they never depend on the DataFrame library.
+ * cell. A run that diverged has score NaN (not null, so a polars mean over it is NaN, as in
+ * lib/experiments/rates.ts) and the update it diverged at in `divergedAt` (null for the others). Only
+ * notebooks and their users import this module; the views and the verdict rules read the plain rows, so
+ * they never depend on the DataFrame library.
  *
  * Why polars (`nodejs-polars`, pinned): it installs with `deno install` and runs under Deno (a native
  * addon per platform, all on npm). danfojs does not install (a dependency outside npm and a native
@@ -44,6 +46,7 @@ const TYPES: Record<keyof FinetuneRow, "str" | "f64" | "i64"> = {
   metric: "str",
   score: "f64",
   finalScore: "f64",
+  divergedAt: "i64",
   bestEpoch: "i64",
   steps: "i64",
   trainSeconds: "f64",

@@ -15,6 +15,11 @@
  * finetuneRows(r);                               // one flat row per fine-tuning cell (task, method, lr, ...)
  * ```
  *
+ * A study fine-tuning that diverged (lib/experiments/cells.ts) is a finished cell: its record has
+ * `result.diverged` (where) and no score (`score: null`). Read scores through `scoreOf`, which gives NaN
+ * for it (never 0): a mean over seeds that includes it is NaN, and lib/experiments/rates.ts ranks such a
+ * rate below every finite one. The views show it as "diverged".
+ *
  * As a DataFrame (polars) for filtering, grouping and pivoting in a notebook cell: `resultsFrame(r)` in
  * lib/experiments/frame.ts, built from `finetuneRows`. It lives apart so that this module, the views and
  * the verdict rules (lib/report/findings.ts) never load the DataFrame library.
@@ -40,6 +45,16 @@ export interface MaskSpecRecord {
   tasks?: string[];
 }
 
+/** Where a study fine-tuning diverged (lib/tuning/epochs.ts `DivergedError`), as its record holds it. */
+export interface Divergence {
+  /** The 1-based update that was not finite, its 1-based epoch and batch within the epoch. */
+  step: number;
+  epoch: number;
+  batch: number;
+  /** What was not finite, e.g. `loss is NaN` or `the update made "..." non-finite (...)`. */
+  reason: string;
+}
+
 export type FinetuneRecord = TypedRecord<
   {
     task: string;
@@ -56,8 +71,11 @@ export type FinetuneRecord = TypedRecord<
     mode: string;
     seed: number;
     metric: string;
-    score: number;
-    finalScore: number;
+    /** Main dev score of the best epoch; null when the run diverged (read it with `scoreOf`). */
+    score: number | null;
+    finalScore: number | null;
+    /** Present only when the run diverged: then there is no score, delta or best epoch. */
+    diverged?: Divergence;
     best: Record<string, number>;
     final: Record<string, number>;
     bestEpoch: number;
@@ -190,6 +208,21 @@ export function gridProgress(results: Pick<Results, "grids" | "byId">): GridProg
   });
 }
 
+/** Where a fine-tuning record's run diverged, or undefined for one that finished (and other kinds). */
+export function divergenceOf(rec: CellRecord): Divergence | undefined {
+  const d = rec.result.diverged;
+  return d !== null && typeof d === "object" ? d as Divergence : undefined;
+}
+
+/**
+ * A fine-tuning record's main dev score: NaN for a run that diverged (or a record without a numeric
+ * score), never 0, so that a mean over it is NaN and lib/experiments/rates.ts ranks it last.
+ */
+export function scoreOf(rec: CellRecord): number {
+  const s = rec.result.score;
+  return typeof s === "number" && divergenceOf(rec) === undefined ? s : NaN;
+}
+
 /** Mean and sample standard deviation (n - 1; 0 for a single value). NaN mean for no values. */
 export function meanStd(values: readonly number[]): { mean: number; std: number; n: number } {
   const n = values.length;
@@ -235,13 +268,14 @@ export interface SummaryRow {
 }
 
 /**
- * Mean and std across seeds of `value` (default the main dev score), grouped by config fields (dotted
- * paths, e.g. `["task", "mode"]` or `["task", "mask.method", "mask.pct"]`). Rows come in first-seen order.
+ * Mean and std across seeds of `value` (default the main dev score, `scoreOf`: a diverged run makes its
+ * group's mean NaN), grouped by config fields (dotted paths, e.g. `["task", "mode"]` or
+ * `["task", "mask.method", "mask.pct"]`). Rows come in first-seen order.
  */
 export function summarize(
   records: readonly CellRecord[],
   by: readonly string[],
-  value: (rec: CellRecord) => number = (r) => Number(r.result.score),
+  value: (rec: CellRecord) => number = scoreOf,
 ): SummaryRow[] {
   const groups = groupBy(records, (r) => JSON.stringify(by.map((k) => field(r, k) ?? null)));
   return [...groups.values()].map((list) => {
@@ -287,9 +321,11 @@ export interface FinetuneRow {
   epochs: number;
   seed: number;
   metric: string;
-  /** Main dev score of the best epoch (0..1), and of the last epoch. */
+  /** Main dev score of the best epoch (0..1), and of the last epoch; NaN when the run diverged. */
   score: number;
   finalScore: number;
+  /** The run diverged (no score): the update it diverged at, else null. */
+  divergedAt: number | null;
   bestEpoch: number;
   steps: number;
   trainSeconds: number;
@@ -314,6 +350,7 @@ export const FINETUNE_COLUMNS: readonly (keyof FinetuneRow)[] = [
   "metric",
   "score",
   "finalScore",
+  "divergedAt",
   "bestEpoch",
   "steps",
   "trainSeconds",
@@ -345,8 +382,9 @@ export function finetuneRows(
       epochs: num(r.config.epochs),
       seed: num(r.config.seed),
       metric: String(r.result.metric),
-      score: num(r.result.score),
-      finalScore: num(r.result.finalScore),
+      score: scoreOf(r),
+      finalScore: divergenceOf(r) ? NaN : num(r.result.finalScore),
+      divergedAt: divergenceOf(r)?.step ?? null,
       bestEpoch: num(r.result.bestEpoch),
       steps: num(r.result.steps),
       trainSeconds: num(r.result.trainSeconds),

@@ -9,7 +9,12 @@
  *   extra seed does not win by it; a run stopped part-way (the main grid is seed-major) then still compares
  *   like with like. When no seed is common to all rates, each rate's mean over its own seeds is used and
  *   the choice says so (`uneven`).
- * - A rate whose compared mean is not finite (a run that diverged) ranks below every finite one.
+ * - A rate whose compared mean is not finite ranks below every finite one. A run that diverged has a
+ *   record with no score (lib/experiments/cells.ts), read as NaN (`rateRun`, load.ts `scoreOf`), so one
+ *   diverged seed makes its rate's mean NaN: that rate ranks last, and the search still counts as
+ *   finished (the diverged run has its record). Each rate says how many of its runs diverged
+ *   (`RateGroup.diverged`): when every rate has a diverged run, the tie rules below still pick one, and
+ *   its runs include a diverged one.
  * - Ties (equal compared means): the rate with more finished seeds, then the smaller rate.
  * - What is reported for the chosen rate is its mean over all of its finished seeds.
  * A single rate (results of a profile without a search) is a one-rate search: it is chosen.
@@ -19,7 +24,7 @@
  * c.lr; // 1e-3
  * ```
  */
-import { type FinetuneRecord, meanStd, methodOf } from "./load.ts";
+import { divergenceOf, type FinetuneRecord, meanStd, methodOf, scoreOf } from "./load.ts";
 
 /** One finished run, as the selection reads it. */
 export interface RateRun {
@@ -27,8 +32,11 @@ export interface RateRun {
   method: string;
   lr: number;
   seed: number;
+  /** NaN for a run that diverged. */
   score: number;
   id: string;
+  /** The run diverged (its score is NaN). */
+  diverged?: boolean;
 }
 
 /** The runs of one rate. */
@@ -42,6 +50,8 @@ export interface RateGroup {
   ids: string[];
   /** The mean the rates were compared on (over `commonSeeds`, or over its own seeds when `uneven`). */
   compared: number;
+  /** How many of its runs diverged (then `mean` is NaN and the rate ranks below every finite one). */
+  diverged: number;
 }
 
 export interface RateChoice {
@@ -64,16 +74,34 @@ export function rateText(lr: number): string {
   return lr.toExponential();
 }
 
-/** A fine-tuning record as the selection reads it (method as load.ts `methodOf` names it). */
+/**
+ * A fine-tuning record as the selection reads it (method as load.ts `methodOf` names it); a run that
+ * diverged scores NaN.
+ */
 export function rateRun(rec: FinetuneRecord): RateRun {
+  const diverged = divergenceOf(rec) !== undefined;
   return {
     task: String(rec.config.task),
     method: methodOf(rec),
     lr: Number(rec.config.lr),
     seed: Number(rec.config.seed),
-    score: Number(rec.result.score),
+    score: scoreOf(rec),
     id: rec.id,
+    ...(diverged ? { diverged } : {}),
   };
+}
+
+/**
+ * Why the chosen rate's runs include a diverged one, or undefined when they do not: every rate tried has a
+ * diverged run (no finite rate to choose), or the rates were compared on seeds without the diverged one
+ * (`uneven`).
+ */
+export function chosenDiverged(c: Pick<RateChoice, "lr" | "rates">): string | undefined {
+  const chosen = c.rates.find((r) => r.lr === c.lr);
+  if (!chosen?.diverged) return undefined;
+  return c.rates.every((r) => r.diverged > 0)
+    ? "every rate tried diverged on some seed"
+    : "chosen on the seeds every rate has; it diverged on another";
 }
 
 const key = (r: Pick<RateRun, "task" | "method">) => `${r.task}\u0000${r.method}`;
@@ -99,7 +127,16 @@ function chooseOne(runs: readonly RateRun[]): RateChoice {
     const compared = commonSeeds.length
       ? meanStd(rs.filter((r) => commonSeeds.includes(r.seed)).map((r) => r.score)).mean
       : mean;
-    return { lr, n, mean, std, seeds: rs.map((r) => r.seed), ids: rs.map((r) => r.id), compared };
+    return {
+      lr,
+      n,
+      mean,
+      std,
+      seeds: rs.map((r) => r.seed),
+      ids: rs.map((r) => r.id),
+      compared,
+      diverged: rs.filter((r) => r.diverged).length,
+    };
   });
   const rank = (g: RateGroup) => (Number.isFinite(g.compared) ? g.compared : -Infinity);
   // Means of different numbers that should tie can differ in the last bits.

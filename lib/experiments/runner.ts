@@ -174,8 +174,9 @@ export class Runner {
       try {
         await this.ensure(cell, false);
       } catch (err) {
-        // One failed cell (a diverged run, say) must not stop hours of independent cells: note it, go on,
-        // and report every failure at the end. Its dependants fail with it.
+        // One failed cell (a crash, a lost file; a study fine-tuning that diverges is not one: it writes a
+        // record, lib/experiments/cells.ts) must not stop hours of independent cells: note it, go on, and
+        // report every failure at the end. Its dependants fail with it.
         if (!this.failed.has(cell.id)) this.failed.set(cell.id, err as Error);
         this.onEvent({
           type: "fail",

@@ -73,7 +73,9 @@ export async function refreshGrids(study: Study): Promise<void> {
 /**
  * Per task, the full and LayerNorm rates main chose (lib/experiments/rates.ts), from the store: chosen
  * only once every run that chooses it (`selectionCells`: every rate x seed) has its record, so the choice
- * never changes under cells already built on it; else the reason, with how many runs are finished.
+ * never changes under cells already built on it; else the reason, with how many runs are finished. A run
+ * that diverged has its record too (lib/experiments/cells.ts): it counts as finished, and its rate ranks
+ * below every finite one.
  */
 export async function chosenRates(ctx: StudyContext, store: ResultStore): Promise<ChosenRates> {
   const out: ChosenRates = {};

@@ -54,6 +54,13 @@
  * Verdicts as `judge` gives them; with no control records a check is "not enough data" and says that it
  * could not be judged (no verdict is invented).
  *
+ * Diverged runs (a study fine-tuning whose training diverged has a record with no score,
+ * lib/experiments/cells.ts): a group with one has a NaN mean, and lib/experiments/rates.ts's rule applies
+ * to it here too: it ranks below every finite group. So a diverged group is never close to, above or
+ * beating anything; a finite group is close to, above and beats a diverged one. For finite means every
+ * rule above is unchanged. Each finding that compares scores lists its diverged groups in a note
+ * (`divergedNotes`).
+ *
  * Never tune a setting to make a finding hold: change the profile, rerun, and let these rules judge.
  *
  * ```ts
@@ -65,7 +72,7 @@ import { BERT_BASE, parseConfig } from "../bert/config.ts";
 import { isBias, isLayerNorm, parameterShapes } from "../bert/names.ts";
 import { elementCount } from "../util/shape.ts";
 import { PROFILES } from "../experiments/profiles.ts";
-import { rateText } from "../experiments/rates.ts";
+import { chosenDiverged, rateText } from "../experiments/rates.ts";
 import {
   changeByTask,
   closestK,
@@ -159,13 +166,31 @@ export function closeTolerance(a: Pick<ScoreGroup, "std" | "n">, b: Pick<ScoreGr
   return Math.max(THRESHOLDS.closePoints / 100, s(a), s(b));
 }
 
-/** True when `a` is at most the tolerance below `b` (better counts as close). */
+/**
+ * A group's mean as the rules compare it: a mean that is not finite (a diverged run) ranks below every
+ * finite one (lib/experiments/rates.ts's rule). Finite means are compared as they are.
+ */
+function ranked(g: Pick<ScoreGroup, "mean">): number {
+  return Number.isFinite(g.mean) ? g.mean : -Infinity;
+}
+
+/**
+ * True when `a` is at most the tolerance below `b` (better counts as close). A diverged `a` is close to
+ * nothing; a finite `a` is close to (above) a diverged `b`.
+ */
 export function isClose(a: ScoreGroup, b: ScoreGroup): boolean {
-  return a.mean >= b.mean - closeTolerance(a, b) - 1e-12;
+  if (!Number.isFinite(a.mean)) return false;
+  return ranked(a) >= ranked(b) - closeTolerance(a, b) - 1e-12;
+}
+
+/** `a`'s mean above `b`'s (a diverged group ranks below every finite one, and is above nothing). */
+function above(a: Pick<ScoreGroup, "mean">, b: Pick<ScoreGroup, "mean">): boolean {
+  return Number.isFinite(a.mean) && ranked(a) > ranked(b);
 }
 
 const pts = (x: number) => (100 * x).toFixed(2);
-const signedPts = (x: number) => `${x >= 0 ? "+" : ""}${(100 * x).toFixed(2)}`;
+const signedPts = (x: number) =>
+  Number.isFinite(x) ? `${x >= 0 ? "+" : ""}${(100 * x).toFixed(2)}` : "n/a (diverged)";
 const sci = (x: number) => (x === 0 ? "0" : x.toExponential(2));
 
 function summaryOf(checks: readonly Check[], verdict: Verdict): string {
@@ -297,6 +322,28 @@ export function rateNotes(groups: readonly (ScoreGroup | undefined)[]): string[]
     );
   }
   return notes;
+}
+
+/**
+ * A note naming the compared groups with a diverged run (no score): their mean is NaN and ranks below
+ * every finite one (see the module doc), so no check is skipped for them.
+ */
+export function divergedNotes(groups: readonly (ScoreGroup | undefined)[]): string[] {
+  const gs = [...new Set(groups)].filter((g): g is ScoreGroup => !!g && g.diverged > 0);
+  if (!gs.length) return [];
+  return [
+    `Diverged runs (training stopped on a non-finite update; no score, ranked below every finite score): ${
+      gs.map((g) =>
+        `${groupName(g)} on ${g.task} at lr ${rateText(g.lr)} (${g.diverged} of ${g.n} seed${
+          g.n === 1 ? "" : "s"
+        }${
+          g.choice && g.choice.rates.length > 1 && chosenDiverged(g.choice)
+            ? `; ${chosenDiverged(g.choice)}`
+            : ""
+        })`
+      ).join("; ")
+    }.`,
+  ];
 }
 
 function seedNote(groups: readonly (ScoreGroup | undefined)[]): string[] {
@@ -513,7 +560,7 @@ export function finding3(data: StudyData): FindingResult {
   if (d.checks.length === 0) {
     return finish(data, { ...d, missing: "no task has full, BitFit and LayerNorm-only results" });
   }
-  d.notes.push(...seedNote(all), ...rateNotes(all));
+  d.notes.push(...seedNote(all), ...rateNotes(all), ...divergedNotes(all));
   return finish(data, d);
 }
 
@@ -563,7 +610,7 @@ export function finding4(data: StudyData): FindingResult {
       d.checks.push({
         task,
         what: `top-${k}% above random-${k}%`,
-        pass: top.mean > rnd.mean,
+        pass: above(top, rnd),
         primary: false,
         detail: `top-${k}% ${pointsText(top)} vs random ${pointsText(rnd)}: ${
           signedPts(top.mean - rnd.mean)
@@ -585,7 +632,7 @@ export function finding4(data: StudyData): FindingResult {
     });
   }
   if (d.checks.length === 0) return finish(data, { ...d, missing: `no task has top-${k}% and 100% runs` });
-  d.notes.push(...seedNote(all));
+  d.notes.push(...seedNote(all), ...divergedNotes(all));
   return finish(data, d);
 }
 
@@ -623,7 +670,7 @@ export function finding5(data: StudyData): FindingResult {
       d.checks.push({
         task,
         what: `union above random-${k}%`,
-        pass: union.mean > rnd.mean,
+        pass: above(union, rnd),
         primary: false,
         detail: `union ${pointsText(union)} vs random ${pointsText(rnd)}: ${
           signedPts(union.mean - rnd.mean)
@@ -653,6 +700,7 @@ export function finding5(data: StudyData): FindingResult {
     "The union of several tasks' masks can hold more than k% of LayerNorm, so it is not size-matched to the " +
       "random control; its share is in the table.",
     ...seedNote(all),
+    ...divergedNotes(all),
   );
   return finish(data, d);
 }
@@ -733,13 +781,17 @@ export function evaluateFindings(data: StudyData): FindingResult[] {
 // ---------------------------------------------------------------------------------------------------
 // Control checks: do the main methods beat the controls?
 
-/** The rule behind every control check: `a` beats `b` by more than `closeTolerance(a, b)`. */
+/**
+ * The rule behind every control check: `a` beats `b` by more than `closeTolerance(a, b)`. A diverged `a`
+ * beats nothing; a finite `a` beats a diverged `b` (`diff` is then NaN: no number to show).
+ */
 export function beats(
   a: Pick<ScoreGroup, "mean" | "std" | "n">,
   b: Pick<ScoreGroup, "mean" | "std" | "n">,
 ): { pass: boolean; diff: number; margin: number } {
   const margin = closeTolerance(a, b), diff = a.mean - b.mean;
-  return { pass: diff > margin + 1e-12, diff, margin };
+  const pass = Number.isFinite(a.mean) && (Number.isFinite(b.mean) ? diff > margin + 1e-12 : true);
+  return { pass, diff, margin };
 }
 
 /** The text of a `beats` comparison (kept apart from the rule). */
@@ -863,7 +915,7 @@ export function controlCheck(data: StudyData, spec: ControlSpec): FindingResult 
     });
   }
   // Per-task gaps only when some task was judged (else the summary says it all).
-  d.notes.push(...leftOut, ...seedNote(all), ...rateNotes(all));
+  d.notes.push(...leftOut, ...seedNote(all), ...rateNotes(all), ...divergedNotes(all));
   return finish(data, d);
 }
 

@@ -1,8 +1,8 @@
 /**
  * The findings as text: one finding as Markdown (the notebooks and RESULTS.md), the verdict table rows,
  * and the RESULTS.md body (what produced the results, the main table with the controls at each one's best
- * learning rate, the learning-rate search, the six verdicts and the control checks, every number with the
- * cells it came from). The rules that reach the verdicts are in
+ * learning rate, the learning-rate search, the runs that diverged if any, the six verdicts and the control
+ * checks, every number with the cells it came from). The rules that reach the verdicts are in
  * lib/report/findings.ts; this module only renders their results.
  *
  * ```ts
@@ -15,6 +15,7 @@ import { CONTROL_NAMES } from "../experiments/profiles.ts";
 import { evaluateControls, evaluateFindings, type FindingResult } from "./findings.ts";
 import {
   controlScores,
+  divergedRows,
   gridCommand,
   MAIN_METHODS,
   mainScores,
@@ -117,6 +118,20 @@ export function renderResultsMarkdown(data: StudyData, progress?: readonly GridP
       "Every rate tried per task and method, so a reader sees how much the choice mattered:",
       "",
       renderTable(rateTableRows(data)).text,
+    );
+  }
+  const diverged = divergedRows(data);
+  if (diverged.length) {
+    out.push(
+      "",
+      "### Runs that diverged",
+      "",
+      `${diverged.length} fine-tuning run(s) diverged (an update was not finite) and have no score. Each is ` +
+        "a finished cell, shown as `diverged` in the tables above; a rate with a diverged run ranks below " +
+        "every rate with a finite mean (lib/experiments/rates.ts), and a verdict ranks a diverged group " +
+        "below every finite one (lib/report/findings.ts).",
+      "",
+      renderTable(diverged).text,
     );
   }
   out.push("", "### Verdicts", "", renderTable(verdictRows(findings)).text);

@@ -8,7 +8,9 @@
  * - component views: change and Fisher records aggregated per component (n-weighted) and laid out as a
  *   component x layer matrix;
  * - score views: mean and std over seeds of the main methods and of the masked runs, with the cell ids
- *   each number came from;
+ *   each number came from. A run that diverged has no score (load.ts `scoreOf`: NaN), so a group with one
+ *   has a NaN mean and ranks below every finite one (lib/experiments/rates.ts); tables show "diverged"
+ *   with the count, plots leave its point out and name it in the legend;
  * - mask placement: where a mask's selected LayerNorm elements sit (layer, gamma/beta, LayerNorm type),
  *   counted and divided by the candidates there.
  *
@@ -23,6 +25,7 @@
 import { relative } from "node:path";
 import {
   type ChangeCellRecord,
+  divergenceOf,
   field,
   type FinetuneRecord,
   type FisherCellRecord,
@@ -31,9 +34,10 @@ import {
   meanStd,
   methodOf,
   type Results,
+  scoreOf,
 } from "../experiments/load.ts";
 import { CONTROL_NAMES, PROFILES } from "../experiments/profiles.ts";
-import { atChosenRates, type RateChoice, rateText } from "../experiments/rates.ts";
+import { atChosenRates, chosenDiverged, type RateChoice, rateText } from "../experiments/rates.ts";
 import { type Component, componentGroup, COMPONENTS } from "../analysis/components.ts";
 import { ROOT } from "../util/paths.ts";
 
@@ -356,11 +360,13 @@ export interface ScoreGroup {
   /** Mask size in % of the LayerNorm elements (masked runs), else null. */
   pct: number | null;
   metric: string;
-  /** Over seeds (main dev score of the best epoch, on the 0..1 scale). */
+  /** Over seeds (main dev score of the best epoch, on the 0..1 scale; NaN when a run diverged). */
   n: number;
   mean: number;
   std: number;
   values: number[];
+  /** How many of the runs diverged (no score): then `mean` is NaN. */
+  diverged: number;
   seeds: number[];
   /** The fine-tuning cells' ids. */
   ids: string[];
@@ -387,10 +393,11 @@ function scoreGroups(records: readonly FinetuneRecord[], key: (r: FinetuneRecord
   }
   return [...groups.values()].map((list) => {
     const first = list[0];
-    const values = list.map((r) => Number(r.result.score));
+    const values = list.map(scoreOf);
     const { mean, std, n } = meanStd(values);
     const mask = first.config.mask;
-    const t = first.result.trainable;
+    // A diverged run's record may lack the counts (written from the run's config.json when present).
+    const t = list.find((r) => r.result.trainable)?.result.trainable;
     const g: ScoreGroup = {
       task: String(first.config.task),
       method: methodOf(first),
@@ -400,6 +407,7 @@ function scoreGroups(records: readonly FinetuneRecord[], key: (r: FinetuneRecord
       mean,
       std,
       values,
+      diverged: list.filter((r) => divergenceOf(r)).length,
       seeds: list.map((r) => Number(r.config.seed)),
       ids: list.map((r) => r.id),
       lr: Number(first.config.lr),
@@ -486,8 +494,14 @@ export function tasksOf(groups: readonly { task: string }[]): string[] {
   return distinct(groups.map((g) => g.task));
 }
 
-/** `48.44 ± 1.20` on the points (x100) scale; a single seed shows no spread. */
-export function pointsText(g: Pick<ScoreGroup, "mean" | "std" | "n">): string {
+/**
+ * `48.44 ± 1.20` on the points (x100) scale; a single seed shows no spread. A group with a diverged run
+ * has no mean: `diverged (1 of 2 seeds)`.
+ */
+export function pointsText(g: Pick<ScoreGroup, "mean" | "std" | "n"> & { diverged?: number }): string {
+  if (!Number.isFinite(g.mean)) {
+    return g.diverged ? `diverged (${g.diverged} of ${g.n} seed${g.n === 1 ? "" : "s"})` : "n/a";
+  }
   const m = (100 * g.mean).toFixed(2);
   return g.n > 1 ? `${m} ± ${(100 * g.std).toFixed(2)}` : `${m} (1 seed)`;
 }
@@ -495,13 +509,15 @@ export function pointsText(g: Pick<ScoreGroup, "mean" | "std" | "n">): string {
 /**
  * The chosen rate and what was tried, e.g. `1e-2 of {1e-3, 3e-3, 1e-2}, at the edge`: at the smallest or
  * largest rate tried a wider search might do better; `uneven` when the rates were compared on different
- * seeds (a search not finished).
+ * seeds (a search not finished); and why, when the chosen rate's runs include a diverged one
+ * (lib/experiments/rates.ts `chosenDiverged`: every rate tried diverged on some seed, say).
  */
 export function rateNote(g: Pick<ScoreGroup, "lr" | "choice">): string {
   const c = g.choice;
   const lr = rateText(g.lr);
   if (!c || c.rates.length < 2) return lr;
-  const notes = [c.atEdge ? "at the edge" : "", c.uneven ? "seeds uneven" : ""].filter(Boolean);
+  const notes = [c.atEdge ? "at the edge" : "", c.uneven ? "seeds uneven" : "", chosenDiverged(c) ?? ""]
+    .filter(Boolean);
   return `${lr} of {${c.rates.map((r) => rateText(r.lr)).join(", ")}}${
     notes.length ? `, ${notes.join(", ")}` : ""
   }`;
@@ -539,7 +555,9 @@ export function mainTableRows(
       task: `mean of ${row.tasks} task(s)`,
       method: METHOD_LABELS[row.method],
       metric: "main",
-      "score (x100, mean ± std)": (100 * row.mean).toFixed(2),
+      "score (x100, mean ± std)": Number.isFinite(row.mean)
+        ? (100 * row.mean).toFixed(2)
+        : "n/a (diverged on some task)",
       "lr (best of those tried)": "",
       seeds: "",
       "trained encoder params": row.trainable,
@@ -552,7 +570,7 @@ export function mainTableRows(
 
 /**
  * The mean over tasks of each main method's task means, for methods present on every task that has any
- * main result (so that averages compare the same tasks).
+ * main result (so that averages compare the same tasks); NaN when a task's mean is NaN (a diverged run).
  */
 export function averageOverTasks(
   groups: readonly ScoreGroup[],
@@ -729,8 +747,29 @@ export interface ScoreLine {
 }
 
 /**
+ * A line through the groups' means (x100, std band): a group with no finite mean (a diverged run) has no
+ * point, and the line's name says where it diverged (`where`), so the plot leaves a gap, not a fake value.
+ */
+function scoreLine(
+  name: string,
+  groups: readonly ScoreGroup[],
+  x: (g: ScoreGroup) => number,
+  where: (g: ScoreGroup) => string,
+): ScoreLine {
+  const shown = groups.filter((g) => Number.isFinite(g.mean));
+  const gone = groups.filter((g) => !Number.isFinite(g.mean));
+  return {
+    name: gone.length ? `${name} (diverged at ${gone.map(where).join(", ")})` : name,
+    x: shown.map(x),
+    y: shown.map((g) => 100 * g.mean),
+    error: shown.map((g) => (g.n > 1 ? 100 * g.std : 0)),
+  };
+}
+
+/**
  * Notebook 4's lines for one task: top-k% by Fisher and random k% (mean ± std over seeds, x100), plus
- * LayerNorm-only and full fine-tuning as flat dashed references over the same x range.
+ * LayerNorm-only and full fine-tuning as flat dashed references over the same x range. A k whose runs
+ * diverged has no point (named in the line's name); a reference that diverged has no line, only its name.
  */
 export function topkLines(data: Pick<StudyData, "finetune">, task: string): ScoreLine[] {
   const ms = maskScores(data).filter((g) => g.task === task);
@@ -741,21 +780,17 @@ export function topkLines(data: Pick<StudyData, "finetune">, task: string): Scor
   for (const method of ["fisher", "random"]) {
     const gs = ms.filter((g) => g.method === method).sort((a, b) => (a.pct as number) - (b.pct as number));
     if (!gs.length) continue;
-    lines.push({
-      name: METHOD_LABELS[method],
-      x: gs.map((g) => (g.pct as number) / 100),
-      y: gs.map((g) => 100 * g.mean),
-      error: gs.map((g) => (g.n > 1 ? 100 * g.std : 0)),
-    });
+    lines.push(scoreLine(METHOD_LABELS[method], gs, (g) => (g.pct as number) / 100, (g) => `${g.pct}%`));
   }
   const main = mainScores(data);
   for (const method of ["layernorm", "full"]) {
     const g = findScore(main, task, method);
     if (!g || xs.length === 0) continue;
+    const finite = Number.isFinite(g.mean);
     lines.push({
-      name: `${METHOD_LABELS[method]} (main run)`,
-      x: [xs[0] / 100, xs.at(-1)! / 100],
-      y: [100 * g.mean, 100 * g.mean],
+      name: `${METHOD_LABELS[method]} (main run)${finite ? "" : ": diverged"}`,
+      x: finite ? [xs[0] / 100, xs.at(-1)! / 100] : [],
+      y: finite ? [100 * g.mean, 100 * g.mean] : [],
       dash: "dash",
     });
   }
@@ -764,7 +799,8 @@ export function topkLines(data: Pick<StudyData, "finetune">, task: string): Scor
 
 /**
  * The learning-rate search as table rows: per task x method (main methods, then controls) the score at
- * every rate tried (x100, mean ± std over seeds), the chosen one marked (lib/experiments/rates.ts).
+ * every rate tried (x100, mean ± std over seeds; `diverged (1 of 2 seeds)` for a rate with a diverged
+ * run), the chosen one marked (lib/experiments/rates.ts), and the spread over the rates with a score.
  */
 export function rateTableRows(
   data: Pick<StudyData, "finetune">,
@@ -778,6 +814,8 @@ export function rateTableRows(
       const best = findScore(chosen, task, method);
       const gs = groups.filter((g) => g.task === task && g.method === method).sort((a, b) => a.lr - b.lr);
       if (!best || !gs.length) continue;
+      const means = gs.map((g) => g.mean).filter(Number.isFinite);
+      const spread = (100 * (Math.max(...means) - Math.min(...means))).toFixed(2);
       rows.push({
         task,
         method: METHOD_LABELS[method] ?? method,
@@ -785,10 +823,11 @@ export function rateTableRows(
         "score at each lr (x100, mean ± std)": gs.map((g) =>
           `${rateText(g.lr)}: ${pointsText(g)}${g.lr === best.lr ? " (chosen)" : ""}`
         ).join("; "),
-        "best - worst (points)": (100 * (Math.max(...gs.map((g) =>
-          g.mean
-        )) - Math.min(...gs.map((g) => g.mean))))
-          .toFixed(2),
+        "best - worst (points)": means.length === 0
+          ? "n/a (every rate diverged)"
+          : means.length < gs.length
+          ? `${spread} (without diverged rates)`
+          : spread,
       });
     }
   }
@@ -796,8 +835,31 @@ export function rateTableRows(
 }
 
 /**
+ * The fine-tuning runs that diverged (their records have no score), one row each in record order: task,
+ * method, k, rate, seed, where and why training stopped, and the cell id.
+ */
+export function divergedRows(data: Pick<StudyData, "finetune">): Record<string, unknown>[] {
+  return data.finetune.flatMap((r) => {
+    const d = divergenceOf(r);
+    if (!d) return [];
+    const mask = r.config.mask;
+    return [{
+      task: String(r.config.task),
+      method: METHOD_LABELS[methodOf(r)] ?? methodOf(r),
+      k: mask ? `${mask.pct}%` : "",
+      lr: rateText(Number(r.config.lr)),
+      seed: Number(r.config.seed),
+      "diverged at": `step ${d.step} (epoch ${d.epoch}, batch ${d.batch})`,
+      reason: d.reason,
+      sources: r.id,
+    }];
+  });
+}
+
+/**
  * Notebook 3's learning-rate sensitivity for one task: per method (main methods, then controls) its mean
- * ± std over seeds (x100) at each rate tried, rates ascending (plot with a log x axis).
+ * ± std over seeds (x100) at each rate tried, rates ascending (plot with a log x axis). A rate with a
+ * diverged run has no point; the line's name says `(diverged at 1e-2)`.
  */
 export function rateLines(
   data: Pick<StudyData, "finetune">,
@@ -809,22 +871,22 @@ export function rateLines(
     const gs = groups.filter((g) => g.method === method).sort((a, b) => a.lr - b.lr);
     if (!gs.length) return [];
     return [{
-      name: METHOD_LABELS[method] ?? method,
-      x: gs.map((g) => g.lr),
-      y: gs.map((g) => 100 * g.mean),
-      error: gs.map((g) => (g.n > 1 ? 100 * g.std : 0)),
+      ...scoreLine(METHOD_LABELS[method] ?? method, gs, (g) => g.lr, (g) => rateText(g.lr)),
       dash: (CONTROL_NAMES as readonly string[]).includes(method) ? "dot" as const : "solid" as const,
     }];
   });
 }
 
-/** Bars per method over tasks (x100, std as error), for plot.ts `groupedBars`; missing cells are skipped. */
+/**
+ * Bars per method over tasks (x100, std as error), for plot.ts `groupedBars`; tasks where a method is
+ * missing or has no mean (a diverged run; the tables say so) are skipped.
+ */
 export function scoreBars(
   groups: readonly ScoreGroup[],
   methods: readonly { method: string; pct?: number | null; name?: string }[],
 ): { tasks: string[]; series: { name: string; values: number[]; errors: number[] }[] } {
   const tasks = tasksOf(groups).filter((t) =>
-    methods.every((m) => findScore(groups, t, m.method, m.pct ?? null) !== undefined)
+    methods.every((m) => Number.isFinite(findScore(groups, t, m.method, m.pct ?? null)?.mean ?? NaN))
   );
   const series = methods.map((m) => {
     const gs = tasks.map((t) => findScore(groups, t, m.method, m.pct ?? null)!);

@@ -6,6 +6,10 @@
  * The data order of epoch `e` depends only on `(seed, e)` and the dropout of update `t` only on
  * `(seed, t)`, so a run resumed from its state takes the same steps as one never interrupted.
  *
+ * An update that is not finite (lib/tuning/step.ts `NonFiniteError`) stops the loop with a `DivergedError`:
+ * its message tells a command-line user what to do (lower --lr, rerun with --fresh); its fields say where
+ * the run diverged, which a study cell records (lib/experiments/cells.ts) instead of failing.
+ *
  * ```ts
  * await trainEpochs({ identity, run, paths, model, runner, state, saveEvery: 50, hasState: false });
  * ```
@@ -19,9 +23,37 @@ import { deriveSeed, trainBatches } from "./batches.ts";
 import { evaluateModel } from "./evaluate.ts";
 import { metricsOf, type RunIdentity } from "./run_folder.ts";
 import { linearSchedule } from "./schedule.ts";
-import { type RunPaths, type SavedState, saveState } from "./state.ts";
+import { type EpochRecord, type RunPaths, type SavedState, saveState } from "./state.ts";
 import { NonFiniteError, type StepRunner } from "./step.ts";
 import type { Prepared } from "./train_data.ts";
+
+/** Training diverged: an update was not finite (`NonFiniteError`). The last saved state, if any, is kept. */
+export class DivergedError extends Error {
+  /** The 1-based update that was not finite, its 1-based epoch and batch within the epoch. */
+  readonly step: number;
+  readonly epoch: number;
+  readonly batch: number;
+  /** The run's peak learning rate. */
+  readonly lr: number;
+  /** What was not finite (the `NonFiniteError`'s message), e.g. `loss is NaN`. */
+  readonly reason: string;
+  /** The epochs finished before it diverged (each evaluated on the dev set). */
+  readonly epochs: EpochRecord[];
+
+  constructor(
+    message: string,
+    where: { step: number; epoch: number; batch: number; lr: number; reason: string; epochs: EpochRecord[] },
+  ) {
+    super(message);
+    this.name = "DivergedError";
+    this.step = where.step;
+    this.epoch = where.epoch;
+    this.batch = where.batch;
+    this.lr = where.lr;
+    this.reason = where.reason;
+    this.epochs = where.epochs;
+  }
+}
 
 /** Salt of the dropout seeds: update t's dropout depends only on (seed, t). */
 const DROPOUT_SALT = 0xd509;
@@ -43,7 +75,10 @@ export interface Loop {
   hasState: boolean;
 }
 
-/** Trains from `state` to the last epoch, evaluating and saving at each epoch end. */
+/**
+ * Trains from `state` to the last epoch, evaluating and saving at each epoch end; throws `DivergedError`
+ * when an update is not finite.
+ */
 export async function trainEpochs(l: Loop): Promise<void> {
   const { identity, run, paths, model, runner, engine, state } = l;
   const schedule = linearSchedule({
@@ -89,9 +124,17 @@ export async function trainEpochs(l: Loop): Promise<void> {
         const kept = l.hasState
           ? `its last saved state is kept in ${paths.state}`
           : "no state had been saved yet";
-        throw new Error(
+        throw new DivergedError(
           `training diverged at step ${state.step + 1} (epoch ${epoch + 1}, batch ${b + 1}): ` +
             `${err.message}. The run stopped; ${kept}. Lower --lr (now ${identity.lr}), then rerun with --fresh.`,
+          {
+            step: state.step + 1,
+            epoch: epoch + 1,
+            batch: b + 1,
+            lr: identity.lr,
+            reason: err.message,
+            epochs: state.epochs.map((e) => ({ ...e })),
+          },
         );
       }
       state.step++;

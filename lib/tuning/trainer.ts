@@ -12,7 +12,9 @@
  * - `.lock` while a process works in OUT (lib/util/lock.ts): a second one waits for it.
  *
  * Nothing non-finite is kept: every update is checked (a huge learning rate gives a finite loss but
- * infinite weights), and an update that is not finite stops the run with the last saved state, which is.
+ * infinite weights), and an update that is not finite stops the run with the last saved state, which is,
+ * by throwing `DivergedError` (lib/tuning/epochs.ts: where it diverged, and a message that says to lower
+ * --lr).
  *
  * Reproducibility: the data order of epoch `e` depends only on `(seed, e)` and the dropout of update `t`
  * only on `(seed, t)`, and the state holds the exact float32 parameters and moments, so a run killed at
@@ -62,6 +64,7 @@ export type { EpochRecord } from "./state.ts";
 export { runPaths } from "./state.ts";
 export type { RunConfig, RunIdentity, RunMetrics } from "./run_folder.ts";
 export { NonFiniteError, StepRunner } from "./step.ts";
+export { DivergedError } from "./epochs.ts";
 
 export interface FinetuneOptions extends Omit<HyperparameterOptions, "workers"> {
   /** Data-parallel workers; "auto": `autoWorkers` for the backend and batch size (the CLI's default). */

@@ -53,3 +53,56 @@ Deno.test("bench flags are checked", async () => {
   await assert.rejects(() => main(["--shapes", "huge"]), /--shapes: "huge" is not one of tiny, mini, base/);
   await assert.rejects(() => main(["--workers", "0"]), /--workers: "0" is not a positive integer/);
 });
+
+Deno.test("deno task bench --job --quick: a whole finetune job on 64 RTE examples, and its JSON", async () => {
+  const [dir, cleanup] = await tempDir();
+  try {
+    const out = join(dir, "bench.json");
+    const code = await main(["--job", "--quick", "--modes", "layernorm", "--workers", "1", "--out", out]);
+    assert.equal(code, 0);
+    const report = JSON.parse(await Deno.readTextFile(out)) as BenchReport;
+    assert.equal(report.quick, true);
+    // As the step cases: --quick runs no PyTorch reference, and says so.
+    assert.equal(report.torch.available, false);
+    assert.match(report.torch.note, /not run/);
+    assert.deepEqual([report.shapes, report.cases], [[], []]);
+    const job = report.job!;
+    assert.deepEqual(
+      [
+        job.settings.task,
+        job.settings.examples,
+        job.settings.devExamples,
+        job.settings.batch,
+        job.settings.maxLen,
+      ],
+      ["RTE", 64, 32, 32, 128],
+    );
+    assert.deepEqual(job.models, { tiny: "bert-tiny-v2" });
+    assert.equal(job.warmup, true);
+    assert.deepEqual(job.cases.map((c) => `${c.shape}/${c.mode}/${c.workers}`), ["tiny/layernorm/1"]);
+    const c = job.cases[0];
+    assert.equal(c.error, undefined);
+    assert.deepEqual([c.examples, c.steps, c.devExamples, c.trainable], [64, 2, 32, 1538]);
+    assert.ok(c.paddingShare >= 0 && c.paddingShare < 1, `padding ${c.paddingShare}`);
+    assert.ok(c.trainSeconds > 0 && c.evalSeconds > 0 && c.cpuSeconds > 0);
+    assert.ok(c.wholeSeconds >= c.trainSeconds + c.evalSeconds, JSON.stringify(c));
+    assert.ok(Number.isFinite(c.trainLoss) && c.examplesPerSecond > 0);
+    assert.deepEqual([c.torch, c.torchRatio, c.torchNote], [undefined, undefined, undefined]);
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("bench --job flags are checked", async () => {
+  await assert.rejects(() => main(["--job", "--shapes", "base"]), /--job runs on tiny, mini, not base/);
+  await assert.rejects(() => main(["--job-examples", "10"]), /go with --job/);
+  await assert.rejects(() => main(["--job", "--repeats", "3"]), /--repeats is for the step cases, not --job/);
+  await assert.rejects(
+    () => main(["--job", "--job-examples", "0"]),
+    /--job-examples must be a positive integer/,
+  );
+  await assert.rejects(
+    () => main(["--job", "--job-models", "huge=x"]),
+    /--job-models: "huge=x" is not SHAPE=DIR/,
+  );
+});

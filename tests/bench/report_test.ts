@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { MatMulRow } from "../../lib/bench/matmul.ts";
-import { formatCases, toReportCase } from "../../lib/bench/report.ts";
+import { formatCases, formatJobs, type JobCase, toReportCase } from "../../lib/bench/report.ts";
 import type { CaseResult } from "../../lib/bench/cases.ts";
 
 const peak: MatMulRow = {
@@ -53,4 +53,55 @@ Deno.test("report case: fraction of the matMul peak (per worker) and the PyTorch
     /tiny\s+layernorm\s+1\s+32x128\s+0\.500\s+0\.400\s+64\.0\s+10\.0\s+50%\s+0\.250\s+2\.00x\s+-\s+512\s+1024/,
   );
   assert.match(table.split("\n")[2], /25%\s+-\s+-/);
+});
+
+Deno.test("job table: normtune and PyTorch seconds, ratio; an error row says why", () => {
+  const job: JobCase = {
+    shape: "tiny",
+    model: "bert-tiny-v2",
+    mode: "layernorm",
+    workers: 2,
+    examples: 640,
+    steps: 20,
+    batch: 32,
+    maxLen: 128,
+    paddingShare: 0.25,
+    trainable: 1538,
+    trainSeconds: 8,
+    evalSeconds: 1,
+    devExamples: 277,
+    wholeSeconds: 12,
+    cpuSeconds: 20,
+    examplesPerSecond: 80,
+    trainLoss: 0.69,
+    rssBytes: 2 ** 30,
+    torch: {
+      trainSeconds: 10,
+      setupSeconds: 0.2,
+      wallSeconds: 13,
+      runtime: "torch 1.13",
+      threads: 2,
+      trainable: 1538,
+      steps: 20,
+      trainLoss: 0.7,
+    },
+    torchRatio: 0.8,
+  };
+  const text = formatJobs([job, {
+    ...job,
+    mode: "full",
+    torch: undefined,
+    torchRatio: undefined,
+    error: "boom",
+  }]);
+  const [head, ok, bad] = text.split("\n");
+  assert.match(
+    head,
+    /^shape\s+mode\s+wk\s+examples\s+steps\s+pad\s+train s\s+eval s\s+whole s\s+torch s\s+ratio/,
+  );
+  assert.match(
+    ok,
+    /^tiny\s+layernorm\s+2\s+640\s+20\s+25%\s+8\.000\s+1\.000\s+12\.0\s+10\.0\s+0\.80x\s+0\.690\s+0\.700$/,
+  );
+  assert.match(bad, /^tiny\s+full\s+2\s+640\s+error: boom$/);
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runTorchStep, torchScript } from "../../lib/bench/torch.ts";
+import { runTorchJob, runTorchStep, torchJobScript, torchScript } from "../../lib/bench/torch.ts";
 import { tempDir } from "../env.ts";
 
 async function withEnv<T>(value: string, f: () => Promise<T>): Promise<T> {
@@ -50,4 +50,37 @@ Deno.test("no script: says so", async () => {
   const r = await withEnv("/nonexistent/torch_step.py", () => runTorchStep({ shape: "tiny", mode: "full" }));
   assert.equal(r.available, false);
   assert.match(!r.available ? r.reason : "", /no PyTorch reference/);
+});
+
+Deno.test("the job runner passes the input file and threads and reads the JSON line; a failure is a reason", async () => {
+  const [dir, cleanup] = await tempDir();
+  const old = Deno.env.get("NORMTUNE_TORCH_JOB");
+  try {
+    const script = join(dir, "fake_job.py");
+    await Deno.writeTextFile(
+      script,
+      `import json, sys\na = sys.argv[1:]\nbatches = json.load(open(a[0]))["batches"]\n` +
+        `print(json.dumps({"runtime": "fake", "threads": int(a[2]), "examples": 3, "steps": len(batches), ` +
+        `"trainable": 5, "train_s": 0.5, "setup_s": 0.1, "train_loss": 0.7, "examples_per_s": 6.0}))\n`,
+    );
+    const input = join(dir, "job.json");
+    await Deno.writeTextFile(input, JSON.stringify({ batches: [{}, {}] }));
+    Deno.env.set("NORMTUNE_TORCH_JOB", script);
+    assert.equal(torchJobScript(), script);
+    const r = await runTorchJob(input, { threads: 3 });
+    assert.ok(r.available, JSON.stringify(r));
+    assert.deepEqual([r.result.threads, r.result.steps, r.result.train_s], [3, 2, 0.5]);
+    const bad = join(dir, "bad.py");
+    await Deno.writeTextFile(bad, "import sys\nsys.stderr.write('No module named torch')\nsys.exit(1)\n");
+    Deno.env.set("NORMTUNE_TORCH_JOB", bad);
+    const r2 = await runTorchJob(input);
+    assert.equal(r2.available, false);
+    assert.match(!r2.available ? r2.reason : "", /exit 1.*No module named torch/);
+    const r3 = await runTorchJob(input, { python: join(dir, "no-python") });
+    assert.match(!r3.available ? r3.reason : "", /cannot run/);
+  } finally {
+    if (old === undefined) Deno.env.delete("NORMTUNE_TORCH_JOB");
+    else Deno.env.set("NORMTUNE_TORCH_JOB", old);
+    await cleanup();
+  }
 });

@@ -18,7 +18,14 @@ import { CONTROL_NAMES, getProfile, type Profile } from "../../lib/experiments/p
 import { Runner } from "../../lib/experiments/runner.ts";
 import { writeManifest } from "../../lib/experiments/session.ts";
 import { ResultStore } from "../../lib/experiments/store.ts";
-import { controlCell, findGrid, studyContext, studyGrids } from "../../lib/experiments/study.ts";
+import {
+  changeCell,
+  controlCell,
+  findGrid,
+  finetuneCell,
+  studyContext,
+  studyGrids,
+} from "../../lib/experiments/study.ts";
 import { readDelta } from "../../lib/tuning/delta.ts";
 import { sharedGlue, sharedModel, tempDir } from "../env.ts";
 
@@ -158,6 +165,54 @@ Deno.test("the controls run through the executors: head, head-pooler, full and L
       "classifier.bias",
       "classifier.weight",
     ]);
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("a fine-tuning cell that diverges writes a finished record with no score; rerunning keeps it", async () => {
+  const [dir, cleanup] = await tempDir();
+  try {
+    const ctx = await studyContext(tinyProfile(), { glueDir: sharedGlue() });
+    // An absurd rate: the first update after warm-up sends the weights to infinity.
+    const cell = finetuneCell(ctx, "RTE", "full", ctx.profile.changeSeed, 1e38);
+    const store = new ResultStore(join(dir, "results"), join(dir, "runs"));
+    const executors = studyExecutors({ modelDir: ctx.modelDir, glueDir: ctx.glueDir, verbose: false });
+    const logs: string[] = [];
+    const first = await new Runner({ store, executors, log: (l) => logs.push(l) }).runAll([cell]);
+    assert.equal(first.computed, 1, "a diverged run is not a failed cell");
+    const rec = (await store.read(cell.id)) as FinetuneRecord;
+    assert.ok(rec, "the diverged run has its record");
+    assert.equal(rec.result.score, null);
+    assert.equal(rec.result.finalScore, null);
+    assert.ok(rec.result.diverged, "marked as diverged");
+    const d = rec.result.diverged!;
+    assert.ok(Number.isInteger(d.step) && d.step >= 1 && d.epoch === 1 && d.batch >= 1, JSON.stringify(d));
+    assert.match(d.reason, /NaN|Infinity|non-finite/);
+    assert.equal(rec.result.steps, d.step - 1);
+    assert.deepEqual(rec.artefacts, [], "no delta");
+    assert.deepEqual([rec.result.task, rec.result.mode, rec.result.seed], ["RTE", "full", 0]);
+    assert.equal(rec.result.trainable.encoderShare, 1, "trainable counts from the run's config.json");
+    assert.equal(rec.result.trainExamples, 16);
+    assert.ok(logs.some((l) => l.includes(`${cell.id} diverged at step ${d.step}`)), logs.join("\n"));
+    // Read as NaN, never 0.
+    const [row] = finetuneRows({ finetune: [rec] });
+    assert.ok(Number.isNaN(row.score));
+    assert.equal(row.divergedAt, d.step);
+
+    // Finished: a new runner (a rerun of reproduce) does not train it again.
+    const again = new Runner({ store, executors });
+    assert.equal(await again.isDone(cell), true);
+    const rerun = await again.runAll([cell]);
+    assert.deepEqual([rerun.computed, rerun.skipped], [0, 1]);
+    assert.equal((await store.read(cell.id))!.finishedAt, rec.finishedAt, "the record was not rewritten");
+
+    // A change cell reading this run's delta fails, naming the divergence (not a missing file).
+    const change = changeCell(ctx, "RTE", 1e38);
+    await assert.rejects(
+      new Runner({ store, executors }).runAll([change]),
+      new RegExp(`the full fine-tuning it compares, .*\\(${cell.id}\\), diverged at step ${d.step}`),
+    );
   } finally {
     await cleanup();
   }

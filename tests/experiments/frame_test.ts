@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { pl, resultsFrame, rowsFrame } from "../../lib/experiments/frame.ts";
-import { FINETUNE_COLUMNS, finetuneRows, methodOf } from "../../lib/experiments/load.ts";
+import { FINETUNE_COLUMNS, finetuneRows, methodOf, scoreOf, summarize } from "../../lib/experiments/load.ts";
 import type { GridManifest } from "../../lib/experiments/store.ts";
 import { run, seeds } from "../report/study_fixtures.ts";
 
@@ -81,4 +81,24 @@ Deno.test("resultsFrame: typed columns, and a filter / group / pivot give the re
   assert.ok(empty.getColumn("k").dtype.equals(pl.Float64));
   assert.equal(empty.getColumn("k").nullCount(), 2);
   assert.equal(rowsFrame([]).height, 0);
+});
+
+Deno.test("a diverged run: score NaN (never 0) in rows, summaries and the DataFrame, divergedAt set", () => {
+  const ok = run("layernorm", 0.6, { seed: 0 });
+  const bad = run("layernorm", 0.6, { seed: 1, diverged: true });
+  assert.equal(bad.result.score, null);
+  assert.ok(Number.isNaN(scoreOf(bad)));
+  assert.equal(scoreOf(ok), 0.6);
+  const rows = finetuneRows({ finetune: [ok, bad] });
+  assert.deepEqual(rows.map((r) => r.divergedAt), [null, 3]);
+  assert.ok(Number.isNaN(rows[1].score) && Number.isNaN(rows[1].finalScore));
+  const [sum] = summarize([ok, bad], ["task", "mode"]);
+  assert.equal(sum.n, 2);
+  assert.ok(Number.isNaN(sum.mean), "a mean over a diverged run is NaN, as in rates.ts");
+  const df = rowsFrame(rows);
+  assert.ok(df.getColumn("divergedAt").dtype.equals(pl.Int64));
+  assert.deepEqual(df.getColumn("divergedAt").toArray(), [null, 3]);
+  assert.ok(Number.isNaN(df.getColumn("score").toArray()[1] as number));
+  const mean = df.groupBy("task").agg(pl.col("score").mean().alias("mean")).toRecords()[0].mean;
+  assert.ok(Number.isNaN(mean as number), `polars mean ${mean}`);
 });

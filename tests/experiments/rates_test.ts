@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { atChosenRates, chooseRates, type RateRun, rateText } from "../../lib/experiments/rates.ts";
+import {
+  atChosenRates,
+  chooseRates,
+  chosenDiverged,
+  type RateRun,
+  rateRun,
+  rateText,
+} from "../../lib/experiments/rates.ts";
 import { run } from "../report/study_fixtures.ts";
 
 /** Runs of one task and method: `scores[lr]` lists the score of seed 0, 1, ... (undefined: not finished). */
@@ -70,6 +77,38 @@ Deno.test("a rate whose mean is not finite (a diverged run) ranks below every fi
   assert.equal(c.lr, 1e-3);
   const [all] = chooseRates(runs({ "1e-3": [NaN], "1e-2": [NaN] }));
   assert.equal(all.lr, 1e-3, "nothing finite: the smaller rate, not a crash");
+});
+
+Deno.test("a diverged record (no score) reads as NaN, never 0, and its rate ranks last", () => {
+  const at = (lr: number, score: number, seed: number, diverged = false) =>
+    run("layernorm", score, { lr, seed, diverged });
+  // 1e-2 would win on its finite seed, but its other seed diverged; 1e-4's low scores still beat it.
+  const records = [
+    at(1e-4, 0.1, 0),
+    at(1e-4, 0.1, 1),
+    at(1e-3, 0.5, 0),
+    at(1e-3, 0.5, 1),
+    at(1e-2, 0.9, 0),
+    at(1e-2, 0.9, 1, true),
+  ];
+  const r = rateRun(records[5]);
+  assert.ok(Number.isNaN(r.score), `score ${r.score}: a null score must not read as 0`);
+  assert.equal(r.diverged, true);
+  assert.equal(rateRun(records[0]).diverged, undefined);
+  const [c] = chooseRates(records.map(rateRun));
+  assert.equal(c.lr, 1e-3);
+  assert.deepEqual(c.rates.map((g) => g.diverged), [0, 0, 1]);
+  assert.ok(Number.isNaN(c.rates[2].mean) && Number.isNaN(c.rates[2].compared));
+  assert.equal(chosenDiverged(c), undefined, "the chosen rate has no diverged run");
+  // Even a negative score (a correlation below chance) ranks above a diverged run.
+  const [low] = chooseRates([at(1e-3, -0.2, 0), at(1e-2, 0.9, 0, true)].map(rateRun));
+  assert.equal(low.lr, 1e-3, "a score of -0.2 beats a diverged run");
+  // Every rate diverged on some seed: one is chosen (ties: more seeds, then the smaller rate), and said.
+  const [all] = chooseRates([at(1e-3, 0.5, 0, true), at(1e-2, 0.9, 0), at(1e-2, 0, 1, true)].map(rateRun));
+  assert.equal(all.lr, 1e-2, "tied at -Infinity: more seeds");
+  assert.equal(chosenDiverged(all), "every rate tried diverged on some seed");
+  // atChosenRates keeps the chosen rate's records only.
+  assert.deepEqual(atChosenRates(records).records, [records[2], records[3]]);
 });
 
 Deno.test("atChosenRates keeps the records at each task and method's chosen rate", () => {

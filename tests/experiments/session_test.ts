@@ -133,6 +133,32 @@ Deno.test("chosenRates: a task's rate once main has every run that chooses it, e
       topk.cells.length > 0 && topk.cells.every((c) => c.config.task === "SST-2" && c.config.lr === 1e-2),
     );
     assert.equal(topk.waiting?.length, 1, "STS-B still waits");
+
+    // STS-B's LayerNorm: the larger rate diverged (its record has no score, as lib/experiments/cells.ts
+    // writes it). The task's search is finished all the same, and the diverged rate ranks last.
+    for (const c of selectionCells(ctx, "STS-B", "layernorm")) {
+      const diverged = c.config.lr === 1e-2;
+      await store.write({
+        id: c.id,
+        kind: c.kind,
+        label: c.label,
+        config: c.config,
+        deps: {},
+        result: diverged
+          ? { score: null, diverged: { step: 2, epoch: 1, batch: 2, reason: "loss is NaN" } }
+          : { score: -0.2 }, // a correlation below chance: still above a diverged run
+        artefacts: [],
+        cost: 1,
+        timings: { startedAt: "", finishedAt: "", seconds: 1 },
+        finishedAt: "",
+        host: "test",
+      });
+    }
+    const after = await chosenRates(ctx, store);
+    assert.equal(after["STS-B"]?.layernorm, 1e-3, "the diverged rate ranks below a finite -0.2");
+    const declared = findGrid(studyGrids(ctx, after), "topk");
+    assert.equal(declared.waiting?.length ?? 0, 0, "no task waits on main's LayerNorm rate any more");
+    assert.ok(declared.cells.some((c) => c.config.task === "STS-B" && c.config.lr === 1e-3));
   } finally {
     await cleanup();
   }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { evaluateFindings } from "../../lib/report/findings.ts";
 import { progressText, renderResultsMarkdown } from "../../lib/report/findings_markdown.ts";
 import { gridProgress } from "../../lib/experiments/load.ts";
-import { changeRecord, seeds, study } from "./study_fixtures.ts";
+import { changeRecord, run, seeds, study } from "./study_fixtures.ts";
 
 Deno.test("renderResultsMarkdown: main table and six verdicts, numbers with their cell ids", () => {
   const full = seeds("full", [0.8, 0.82]), ln = seeds("layernorm", [0.79, 0.8]);
@@ -35,12 +35,60 @@ Deno.test("renderResultsMarkdown: main table and six verdicts, numbers with thei
   assert.match(md, /### Learning-rate search/);
   assert.match(md, /\| RTE +\| LayerNorm +\| accuracy \| 1e-3: 79\.50 ± 0\.71 \(chosen\) +\| 0\.00 /);
   assert.ok(!md.includes("Head only (control)"), "no control rows in the main table");
+  assert.ok(!md.includes("diverged"), "no diverged run, no word of it");
   // With controls: they join the main table, below the main methods.
   const withControls = renderResultsMarkdown(study({
     finetune: [...data.finetune, ...seeds("head", [0.6, 0.62])],
   }));
   assert.match(withControls, /\| RTE +\| Head only \(control\) +\| accuracy \| 61\.00 ± 1\.41/);
   assert.match(withControls, /Control check C1: .*\(\*\*supported\*\*\)/);
+});
+
+Deno.test("renderResultsMarkdown: a diverged run is said in the tables and listed with where it stopped", () => {
+  const diverged = run("layernorm", 0, { seed: 1, diverged: true });
+  const data = study({
+    finetune: [
+      ...seeds("full", [0.8, 0.82]),
+      ...seeds("bitfit", [0.78, 0.8]),
+      run("layernorm", 0.79, { seed: 0 }),
+      diverged,
+      ...seeds("layernorm", [0.7, 0.7], { lr: 1e-2 }),
+    ],
+  });
+  const md = renderResultsMarkdown(data);
+  // The search ranks 1e-3 (a diverged seed) below 1e-2.
+  assert.match(
+    md,
+    /\| RTE +\| LayerNorm +\| accuracy \| 70\.00 ± 0\.00 +\| 1e-2 of \{1e-3, 1e-2\}, at the edge/,
+  );
+  assert.match(
+    md,
+    /\| RTE +\| LayerNorm +\| accuracy \| 1e-3: diverged \(1 of 2 seeds\); 1e-2: 70\.00 ± 0\.00 \(chosen\) +\| 0\.00 \(without diverged rates\)/,
+  );
+  assert.match(md, /### Runs that diverged\n\n1 fine-tuning run\(s\) diverged/);
+  assert.match(
+    md,
+    new RegExp(
+      `\\| RTE +\\| LayerNorm +\\| +\\| 1e-3 \\| +1 \\| step 3 \\(epoch 1, batch 3\\) \\| loss is NaN \\| ${diverged.id}`,
+    ),
+  );
+  // All of LayerNorm's rates diverged on some seed: the main table says so, the finding notes it.
+  const all = renderResultsMarkdown(study({
+    finetune: [
+      ...data.finetune.slice(0, 6),
+      run("layernorm", 0.7, { seed: 0, lr: 1e-2 }),
+      run("layernorm", 0, { seed: 1, lr: 1e-2, diverged: true }),
+    ],
+  }));
+  assert.match(
+    all,
+    /\| LayerNorm +\| accuracy \| diverged \(1 of 2 seeds\) +\| 1e-3 of \{1e-3, 1e-2\}, at the edge, every rate tried diverged on some seed/,
+  );
+  assert.match(
+    all,
+    /Note: Diverged runs .*LayerNorm on RTE at lr 1e-3 \(1 of 2 seeds; every rate tried diverged/,
+  );
+  assert.match(all, /fails: RTE: LayerNorm close to full fine-tuning: LN diverged \(1 of 2 seeds\)/);
 });
 
 Deno.test("gridProgress and progressText: a partly computed study says so, a finished one too", () => {

@@ -6,6 +6,7 @@ import {
   closeTolerance,
   CONTROL_CHECKS,
   controlCheck,
+  divergedNotes,
   evaluateControls,
   finding1,
   finding2,
@@ -13,13 +14,14 @@ import {
   finding4,
   finding5,
   finding6,
+  isClose,
   judge,
   parameterCounts,
   rateNotes,
   THRESHOLDS,
 } from "../../lib/report/findings.ts";
 import { controlScores, mainScores } from "../../lib/report/study_views.ts";
-import { changeRecord, fisherRecord, maskRecord, seeds, study } from "./study_fixtures.ts";
+import { changeRecord, fisherRecord, maskRecord, run, seeds, study } from "./study_fixtures.ts";
 
 const check = (pass: boolean, primary = true): Check => ({
   task: "T",
@@ -284,4 +286,72 @@ Deno.test("rateNotes: an unfinished search is said, with the seeds compared", ()
     "Learning-rate search unfinished (rates compared on the seeds all have): LayerNorm on RTE (seeds 0).",
   ]);
   assert.deepEqual(rateNotes([...controlScores(study({ finetune: seeds("head", [0.6]) }))]), [], "one rate");
+});
+
+Deno.test("diverged groups rank below every finite one in the verdicts, and are named in a note", () => {
+  const g = (mean: number, diverged = 0) =>
+    ({ mean, std: 0, n: 2, diverged }) as unknown as Parameters<typeof isClose>[0];
+  const nan = g(NaN, 1);
+  // Finite means: the rules as before.
+  assert.equal(isClose(g(0.7), g(0.71)), true);
+  assert.equal(isClose(g(0.7), g(0.8)), false);
+  assert.equal(beats(g(0.8), g(0.7)).pass, true);
+  assert.equal(beats(g(0.71), g(0.7)).pass, false);
+  // A diverged side ranks last: never close or beating; a finite side is close to and beats it.
+  assert.equal(isClose(nan, g(0.1)), false);
+  assert.equal(isClose(g(0.1), nan), true);
+  assert.equal(isClose(nan, nan), false);
+  assert.equal(beats(nan, g(0)).pass, false);
+  assert.equal(beats(g(0), nan).pass, true);
+  assert.equal(beats(nan, nan).pass, false);
+
+  // Finding 3 on two tasks: RTE's LayerNorm diverged on a seed at its only rate; MRPC's full fine-tuning
+  // diverged at every rate tried.
+  const data = study({
+    finetune: [
+      ...seeds("full", [0.8, 0.8]),
+      ...seeds("bitfit", [0.79, 0.79]),
+      run("layernorm", 0, { seed: 0, diverged: true }),
+      run("layernorm", 0.8, { seed: 1 }),
+      // Both rates have a diverged seed: tied below every finite rate, the smaller rate is chosen.
+      ...seeds("full", [0, 0], { task: "MRPC", diverged: true }),
+      run("full", 0.9, { task: "MRPC", lr: 1e-2, seed: 0 }),
+      run("full", 0, { task: "MRPC", lr: 1e-2, seed: 1, diverged: true }),
+      ...seeds("bitfit", [0.6, 0.6], { task: "MRPC" }),
+      ...seeds("layernorm", [0.6, 0.6], { task: "MRPC" }),
+    ],
+  });
+  const f3 = finding3(data);
+  const primary = f3.checks.filter((c) => c.primary);
+  assert.deepEqual(primary.map((c) => [c.task, c.what, c.pass]), [
+    ["RTE", "LayerNorm close to full fine-tuning", false],
+    ["RTE", "LayerNorm close to BitFit", false],
+    ["MRPC", "LayerNorm close to full fine-tuning", true],
+    ["MRPC", "LayerNorm close to BitFit", true],
+  ]);
+  assert.match(
+    primary[0].detail,
+    /LN diverged \(1 of 2 seeds\) vs full 80\.00 ± 0\.00: n\/a \(diverged\) points/,
+  );
+  assert.match(primary[2].detail, /vs full diverged \(2 of 2 seeds\)/);
+  assert.equal(f3.numbers.find((r) => r.task === "MRPC")!.full, "diverged (2 of 2 seeds)");
+  const notes = f3.notes.join(" ");
+  assert.match(notes, /Diverged runs .*LayerNorm on RTE at lr 1e-3 \(1 of 2 seeds\)/);
+  assert.match(
+    notes,
+    /Full fine-tuning on MRPC at lr 1e-3 \(2 of 2 seeds; every rate tried diverged on some seed\)/,
+  );
+  assert.deepEqual(divergedNotes(mainScores(study({ finetune: seeds("full", [0.8]) }))), []);
+
+  // C2: a control that diverged at every rate is beaten; a main method that diverged beats nothing.
+  const c2 = (main: number[], ctl: number[], mainDiverged: boolean, ctlDiverged: boolean) =>
+    evaluateControls(study({
+      finetune: [
+        ...seeds("full", main, { diverged: mainDiverged }),
+        ...seeds("full", ctl, { init: "random", diverged: ctlDiverged }),
+      ],
+    }))[1].checks[0];
+  assert.equal(c2([0.6, 0.6], [0, 0], false, true).pass, true);
+  assert.equal(c2([0, 0], [0.5, 0.5], true, false).pass, false);
+  assert.match(c2([0.6, 0.6], [0, 0], false, true).detail, /vs Full fine-tuning from random init diverged/);
 });

@@ -48,6 +48,8 @@ export interface RunOptions {
   init?: "random";
   /** Learning rate (default 1e-3). */
   lr?: number;
+  /** The run diverged: its record has no score (as lib/experiments/cells.ts writes it); `score` is ignored. */
+  diverged?: boolean;
 }
 
 /** A fine-tuning record: a main mode, or mode `mask` when `mask` is given. */
@@ -78,8 +80,9 @@ export function run(mode: string, score: number, o: RunOptions = {}): FinetuneRe
       mode: o.mask ? "mask" : mode,
       seed,
       metric: o.metric ?? "accuracy",
-      score,
-      finalScore: score,
+      score: o.diverged ? null : score,
+      finalScore: o.diverged ? null : score,
+      ...(o.diverged ? { diverged: { step: 3, epoch: 1, batch: 3, reason: "loss is NaN" } } : {}),
       best: { main: score },
       final: { main: score },
       bestEpoch: 1,

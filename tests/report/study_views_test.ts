@@ -7,6 +7,7 @@ import {
   closestK,
   componentLayerMatrix,
   controlScores,
+  divergedRows,
   layerNormFisherMatrix,
   MAIN_METHODS,
   mainScores,
@@ -17,6 +18,7 @@ import {
   modelName,
   notEnoughData,
   placementBars,
+  pointsText,
   rankComponentRows,
   rankingTable,
   rateLines,
@@ -27,6 +29,7 @@ import {
   studyHeader,
   topkLines,
 } from "../../lib/report/study_views.ts";
+import { groupedBars, lineBands } from "../../lib/report/plot.ts";
 import { tempDir } from "../env.ts";
 import { changeRecord, componentRows, maskRecord, run, seeds, study } from "./study_fixtures.ts";
 
@@ -187,6 +190,101 @@ Deno.test("the learning-rate search: best rate in the tables, every rate in the 
     "1e-3: 55.00 ± 0.00; 1e-2: 60.00 ± 0.00 (chosen)",
   );
   assert.equal(table[0]["best - worst (points)"], "21.00");
+});
+
+Deno.test("a diverged run: 'diverged' in the tables, no point in the plots, its rate ranked last", () => {
+  const data = study({
+    finetune: [
+      ...seeds("full", [0.7, 0.72], { lr: 1e-4 }),
+      run("full", 0, { lr: 1e-3, seed: 0, diverged: true }),
+      run("full", 0.9, { lr: 1e-3, seed: 1 }),
+      ...seeds("layernorm", [0.6, 0.6], { lr: 1e-3 }),
+      ...seeds("layernorm", [0.65, 0.63], { lr: 1e-2 }),
+      // MRPC: LayerNorm diverged at its only rate (nothing finite to choose).
+      run("layernorm", 0, { task: "MRPC", seed: 0, diverged: true }),
+      run("layernorm", 0.5, { task: "MRPC", seed: 1 }),
+      ...seeds("full", [0.6, 0.6], { task: "MRPC", lr: 1e-4 }),
+      ...seeds("full", [0.6, 0.6], { task: "MRPC", lr: 1e-3, diverged: true }),
+      // A masked run that diverged.
+      ...seeds("mask", [0.6, 0.6], { mask: { method: "fisher", pct: 10 } }),
+      ...seeds("mask", [0, 0.5], { mask: { method: "random", pct: 10 }, diverged: true }),
+    ],
+  });
+  const main = mainScores(data);
+  // RTE full: 1e-3 has the best finite seed (0.9) but a diverged one: 1e-4 is chosen.
+  const full = main.find((g) => g.task === "RTE" && g.method === "full")!;
+  assert.deepEqual([full.lr, full.n, full.diverged], [1e-4, 2, 0]);
+  assert.ok(Math.abs(full.mean - 0.71) < 1e-12);
+  assert.equal(rateNote(full), "1e-4 of {1e-4, 1e-3}, at the edge");
+  // MRPC LayerNorm: its only rate has a diverged seed: the mean is NaN, the table says so.
+  const mrpcLn = main.find((g) => g.task === "MRPC" && g.method === "layernorm")!;
+  assert.deepEqual([mrpcLn.n, mrpcLn.diverged, Number.isNaN(mrpcLn.mean)], [2, 1, true]);
+  // MRPC full: every seed of 1e-3 diverged: 1e-4 is chosen.
+  const mrpcFull = main.find((g) => g.task === "MRPC" && g.method === "full")!;
+  assert.equal(mrpcFull.lr, 1e-4);
+  assert.equal(mrpcFull.trainable, 4385920);
+  const rows = mainTableRows(main);
+  const cell = (task: string, method: string) =>
+    rows.find((r) => r.task === task && r.method === method)!["score (x100, mean ± std)"];
+  assert.equal(cell("MRPC", "LayerNorm"), "diverged (1 of 2 seeds)");
+  assert.equal(cell("RTE", "Full fine-tuning"), "71.00 ± 1.41");
+  assert.equal(cell("mean of 2 task(s)", "LayerNorm"), "n/a (diverged on some task)");
+  assert.equal(cell("mean of 2 task(s)", "Full fine-tuning"), "65.50");
+
+  // The rate table: every rate, the diverged ones said; the spread over the finite ones.
+  const table = rateTableRows(data);
+  const rte = table.find((r) => r.task === "RTE" && r.method === "Full fine-tuning")!;
+  assert.equal(
+    rte["score at each lr (x100, mean ± std)"],
+    "1e-4: 71.00 ± 1.41 (chosen); 1e-3: diverged (1 of 2 seeds)",
+  );
+  assert.equal(rte["best - worst (points)"], "0.00 (without diverged rates)");
+  const mrpc = table.find((r) => r.task === "MRPC" && r.method === "LayerNorm")!;
+  assert.equal(mrpc["score at each lr (x100, mean ± std)"], "1e-3: diverged (1 of 2 seeds) (chosen)");
+  assert.equal(mrpc["best - worst (points)"], "n/a (every rate diverged)");
+
+  // The sensitivity plot: no point at a diverged rate, named in the legend; the figure builds.
+  const lines = rateLines(data, "RTE");
+  assert.deepEqual(lines.map((l) => [l.name, l.x]), [
+    ["Full fine-tuning (diverged at 1e-3)", [1e-4]],
+    ["LayerNorm", [1e-3, 1e-2]],
+  ]);
+  assert.ok(lines.every((l) => l.y.every(Number.isFinite) && l.error!.every(Number.isFinite)));
+  lineBands(lines, { xLog: true });
+  const mrpcLines = rateLines(data, "MRPC");
+  assert.deepEqual(mrpcLines.map((l) => [l.name, l.x]), [
+    ["Full fine-tuning (diverged at 1e-3)", [1e-4]],
+    ["LayerNorm (diverged at 1e-3)", []],
+  ]);
+  lineBands(mrpcLines, { xLog: true });
+
+  // Bars skip a task where a method has no mean; masks: the diverged k has no point.
+  const bars = scoreBars(main, [{ method: "full" }, { method: "layernorm" }]);
+  assert.deepEqual(bars.tasks, ["RTE"]);
+  groupedBars(bars.tasks, bars.series);
+  const topk = topkLines(data, "RTE");
+  assert.deepEqual(topk.slice(0, 2).map((l) => [l.name, l.x]), [
+    ["Top-k% by Fisher (own task)", [0.1]],
+    ["Random k% (diverged at 10%)", []],
+  ]);
+  lineBands(topk, { xPercent: true });
+  const rnd = maskScores(data).find((g) => g.method === "random")!;
+  assert.equal(pointsText(rnd), "diverged (2 of 2 seeds)");
+
+  // One row per diverged run, with where and why.
+  const div = divergedRows(data);
+  assert.equal(div.length, 6);
+  assert.deepEqual(div[0], {
+    task: "RTE",
+    method: "Full fine-tuning",
+    k: "",
+    lr: "1e-3",
+    seed: 0,
+    "diverged at": "step 3 (epoch 1, batch 3)",
+    reason: "loss is NaN",
+    sources: data.finetune[2].id,
+  });
+  assert.equal(div.at(-1)!.k, "10%");
 });
 
 Deno.test("maskScores, topkLines and closestK: masked runs by method and k, references flat", () => {

@@ -13,7 +13,7 @@ import {
 import { initBackend, tf } from "../../lib/tf.ts";
 import { loadWithDelta, readDelta } from "../../lib/tuning/delta.ts";
 import { writeMask } from "../../lib/tuning/mask_file.ts";
-import { finetune, type FinetuneOptions } from "../../lib/tuning/trainer.ts";
+import { DivergedError, finetune, type FinetuneOptions } from "../../lib/tuning/trainer.ts";
 import { readJsonIfExists } from "../../lib/util/atomic.ts";
 import { bitwiseEqual, GOLDEN, smallBatch, tinyWorld } from "./fixture.ts";
 
@@ -255,6 +255,12 @@ Deno.test("finetune: an update to infinite weights (lr 1e38) is an error; nothin
       finetune(o),
       /training diverged at step 2 \(epoch 1, batch 2\): the update made "[^"]+" non-finite \(lr 1e\+38/,
     );
+    // The same error carries where it diverged (what a study cell records instead of failing).
+    const err = await finetune(o).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof DivergedError, `${err}`);
+    assert.deepEqual([err.step, err.epoch, err.batch, err.lr, err.epochs], [2, 1, 2, 1e38, []]);
+    assert.match(err.reason, /^the update made "[^"]+" non-finite/);
+    assert.match(err.message, /Lower --lr \(now 1e\+38\), then rerun with --fresh\.$/);
     await assert.rejects(Deno.stat(join(o.out, "delta.safetensors")), Deno.errors.NotFound);
     assert.equal(await readJsonIfExists(join(o.out, "metrics.json")), undefined);
   } finally {
