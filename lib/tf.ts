@@ -14,14 +14,26 @@
  * - `wasm`: `@tensorflow/tfjs-backend-wasm` (SIMD), works everywhere Deno runs.
  * - `cpu`: the pure-JavaScript reference backend; slow, but every op exists and is exact.
  *
+ * On wasm, the fused kernels' products run on the product `initCompute` chooses (lib/backend/
+ * gemm_choice.ts): the project's wasm GEMM by default, OpenBLAS with `--gemm openblas`.
+ *
  * ```ts
- * import { initBackend, tf } from "./tf.ts";
+ * import { initBackend, initCompute, tf } from "./tf.ts";
  * const name = await initBackend("auto"); // "wasm" here, "tensorflow" on a machine with tfjs-node
+ * const { identity } = await initCompute({ gemm: "openblas" }); // "wasm+openblas-t2" on 2 cores
  * ```
  */
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
 import { setThreadsCount, setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
+import {
+  blasThreads,
+  chooseGemm,
+  gemmFromEnv,
+  gemmIdentity,
+  type GemmName,
+  type GemmSetting,
+} from "./backend/gemm_choice.ts";
 import { installBackend } from "./backend/install.ts";
 import { autoTakesWebgpu, findAdapter } from "./backend/webgpu.ts";
 
@@ -155,4 +167,37 @@ export async function initBackend(wish: BackendName = backendFromEnv(), quiet = 
   installBackend(tf, tf.getBackend());
   if (!quiet) console.error(`normtune: backend ${got}`);
   return tf.getBackend();
+}
+
+/** What computes: the backend and, on wasm, the product its kernels run (lib/backend/gemm_choice.ts). */
+export interface ComputeOptions {
+  /** Default NORMTUNE_BACKEND, else auto. */
+  backend?: BackendName;
+  /** Default NORMTUNE_GEMM, else wasm. */
+  gemm?: GemmName;
+  /** OpenBLAS threads; default `blasThreads(workers)`. */
+  gemmThreads?: number;
+  /** The data-parallel workers this process trains with (sets the default thread count); default 1. */
+  workers?: number;
+}
+
+export interface Compute {
+  /** The backend's name ("wasm", "cpu", "webgpu", "tensorflow"). */
+  backend: string;
+  /** What results computed here are labelled with: "wasm" (default product) or "wasm+openblas-t1". */
+  identity: string;
+  gemm: GemmSetting;
+}
+
+/**
+ * Starts the backend (`initBackend`) and makes the product choice for this isolate. Asking for OpenBLAS
+ * where it does not load, or off the wasm backend, is an error.
+ */
+export async function initCompute(o: ComputeOptions = {}): Promise<Compute> {
+  const backend = await initBackend(o.backend);
+  const gemm = chooseGemm(backend, {
+    name: o.gemm ?? gemmFromEnv(),
+    threads: o.gemmThreads ?? blasThreads(o.workers ?? 1),
+  });
+  return { backend, identity: gemmIdentity(backend, gemm), gemm };
 }

@@ -16,8 +16,15 @@
  * 1 epoch of 640 training examples, batch 32, max length 128, length-bucketed batches, for tiny and mini,
  * each mode, 1 and 2 workers, each beside PyTorch's same job on the same batches (tools/torch_job.py).
  *
+ * `--gemm wasm,openblas` runs every case (steps or jobs) on each product in turn (the wasm backend's
+ * products: the project's wasm GEMM, or OpenBLAS, lib/backend/gemm_choice.ts), so their ratios, and each
+ * one's to PyTorch, come from one run; the JSON names each case's product (`gemm`: "wasm",
+ * "openblas-t1"). The per-shape table then also times the fused kernels' own products on each
+ * (`kernelProducts`; OpenBLAS on 1 thread and on a process's default).
+ *
  * Flags: --shapes tiny,mini,base  --modes full,bitfit,layernorm  --workers 1,2  --repeats N  --warmup N
  *        --batch N --seq N  --no-torch  --torch-steps N  --no-profile  --no-extras  --backend wasm|cpu|webgpu
+ *        --gemm wasm,openblas (default NORMTUNE_GEMM, else wasm)
  *        --micro-batch N (rows per pass, gradients accumulated; default 2 for bert-base full, else all)
  *        --out FILE (default reports/bench.json; with --job reports/bench-job.json)  --quick
  *        --job  --job-examples N (default 640; 64 with --quick)  --job-models tiny=DIR,mini=DIR
@@ -30,6 +37,7 @@ import { JOB_SHAPES } from "../lib/bench/job.ts";
 import { type BenchOptions, QUICK, runBench } from "../lib/bench/run.ts";
 import { BENCH_MODES, type BenchMode, getShape, SHAPE_NAMES, type ShapeName } from "../lib/bench/shapes.ts";
 import { formatKernelTable } from "../lib/bench/profile.ts";
+import { type GemmName, GEMMS } from "../lib/backend/gemm_choice.ts";
 import { type BackendName, BACKENDS } from "../lib/tf.ts";
 import { writeJsonAtomic } from "../lib/util/atomic.ts";
 
@@ -58,6 +66,7 @@ export async function main(args: string[]): Promise<number> {
     "no-profile": "boolean",
     "no-extras": "boolean",
     backend: "string",
+    gemm: "string",
     "micro-batch": "number",
     job: "boolean",
     "job-examples": "number",
@@ -68,9 +77,11 @@ export async function main(args: string[]): Promise<number> {
     console.log(
       "usage: deno task bench [--quick] [--shapes tiny,mini,base] [--modes full,bitfit,layernorm] " +
         "[--workers 1,2] [--repeats N] [--warmup N] [--batch N --seq N] [--no-torch] [--torch-steps N] " +
-        "[--no-profile] [--no-extras] [--backend wasm|cpu|webgpu] [--micro-batch N] [--out FILE]\n" +
+        "[--no-profile] [--no-extras] [--backend wasm|cpu|webgpu] [--gemm wasm,openblas] [--micro-batch N] " +
+        "[--out FILE]\n" +
         "       deno task bench --job [--quick] [--shapes tiny,mini] [--modes ...] [--workers 1,2] " +
-        "[--job-examples N] [--job-models tiny=DIR,mini=DIR] [--batch N --seq N] [--no-torch] [--out FILE]",
+        "[--job-examples N] [--job-models tiny=DIR,mini=DIR] [--batch N --seq N] [--gemm wasm,openblas] " +
+        "[--no-torch] [--out FILE]",
     );
     return 0;
   }
@@ -82,6 +93,7 @@ export async function main(args: string[]): Promise<number> {
     ...base,
     shapes: (list(f.optionalString("shapes"), SHAPE_NAMES, "shapes") as ShapeName[]) ?? base.shapes,
     modes: (list(f.optionalString("modes"), BENCH_MODES, "modes") as BenchMode[]) ?? base.modes,
+    gemms: list(f.optionalString("gemm"), GEMMS, "gemm") as GemmName[] | undefined,
     command: ["deno task bench", ...args].join(" "),
   };
   const workers = f.optionalString("workers");
@@ -164,6 +176,9 @@ export async function main(args: string[]): Promise<number> {
   }
   for (const s of report.shapes) {
     console.log(`\n${s.shape}: matMul forms on ${report.backend}\n${formatMatMul(s.matmulForms)}`);
+    if (s.kernelProducts?.length) {
+      console.log(`\n${s.shape}: the fused kernels' products\n${formatMatMul(s.kernelProducts)}`);
+    }
   }
   console.log(`\n${formatCases(report.cases)}`);
   for (const c of report.cases) {

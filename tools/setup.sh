@@ -3,7 +3,8 @@
 # pieces that execute the notebooks headless, the classic Notebook (to open them interactively; a test
 # draws figures through it), Chromium for the report checks, Slurm and munge (a test runs the study on a
 # one-node cluster it starts itself: tests/experiments/slurm_test.ts), Mesa's Vulkan drivers (the
-# llvmpipe software adapter on which the webgpu tests run without a GPU), and the npm dependencies.
+# llvmpipe software adapter on which the webgpu tests run without a GPU), OpenBLAS (`--gemm openblas`,
+# docs/openblas.md; its tests are never skipped), and the npm dependencies.
 # Run as root (or with sudo available). Used by .ci/run and the README's commands.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 if ! command -v deno >/dev/null || [ "$(deno --version | head -1 | cut -d' ' -f2)" != "$DENO_VERSION" ]; then
   npm install -g "deno@$DENO_VERSION" >/dev/null
 fi
-APT_PACKAGES="jupyter-nbconvert jupyter-client python3-ipykernel python3-nbclient jupyter-notebook chromium slurm-wlm munge mesa-vulkan-drivers"
+APT_PACKAGES="jupyter-nbconvert jupyter-client python3-ipykernel python3-nbclient jupyter-notebook chromium slurm-wlm munge mesa-vulkan-drivers libopenblas0-pthread"
 missing=""
 # "ok installed", not just known to dpkg: a removed package keeps a "config-files" entry.
 for p in $APT_PACKAGES; do

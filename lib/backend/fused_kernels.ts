@@ -8,10 +8,11 @@
  * transpose is a naive strided loop (~0.3 GB/s), `matMul` with transpose flags or a batch dimension runs a
  * naive loop instead of XNNPACK, and the engine copies every tensor it saves for the backward pass
  * (the wasm `Identity` kernel copies). Here:
- * - every product is the project's relaxed-SIMD product (lib/backend/simd_gemm.ts), which reads
- *   strided operands in place: dense layers forward x W^T (+ bias, fused), input gradient dy W, weight
- *   gradient dy^T x, with no transposed copies; attention per (example, head) straight from the
- *   token-order [b*s, H*d] tensors (no split/concat, no head permutations);
+ * - every product is the project's relaxed-SIMD product (lib/backend/simd_gemm.ts; or OpenBLAS with
+ *   `--gemm openblas`, lib/backend/gemm_choice.ts), which reads strided operands in place: dense layers
+ *   forward x W^T (+ bias, fused), input gradient dy W, weight gradient dy^T x, with no transposed copies;
+ *   attention per (example, head) straight from the token-order [b*s, H*d] tensors (no split/concat, no
+ *   head permutations);
  * - LayerNorm and GELU are one pass forward and one pass backward, saving what the backward needs
  *   (row mean and 1/std; GELU's derivative) instead of recomputing it.
  *

@@ -1,13 +1,18 @@
 /**
  * How the fused kernels (lib/backend/fused_kernels.ts) touch backend memory: read and allocate float32
- * data on the wasm or cpu backend, and run products of strided matrices on it (the relaxed-SIMD product
- * of lib/backend/simd_gemm.ts on wasm, a JavaScript loop on cpu).
+ * data on the wasm or cpu backend, and run products of strided matrices on it: on wasm the product chosen
+ * (lib/backend/gemm_choice.ts: the relaxed-SIMD product of lib/backend/simd_gemm.ts, or OpenBLAS through
+ * lib/backend/blas_gemm.ts), on cpu a JavaScript loop. Every product's operands are first checked against
+ * their tensors (lib/backend/operand_bounds.ts).
  *
  * The JavaScript parts work on the backend's own memory: on wasm a view of the heap (re-taken after any
  * call that may allocate, since growing the heap detaches earlier views), on cpu the stored array.
  */
 import type { tf } from "../tf.ts";
 import { elementCount } from "../util/shape.ts";
+import { blasProduct } from "./blas_gemm.ts";
+import { activeBlas } from "./gemm_choice.ts";
+import { checkOperands } from "./operand_bounds.ts";
 import { type GemmExports, simdGemm } from "./simd_gemm.ts";
 
 export type TI = tf.TensorInfo;
@@ -60,6 +65,11 @@ export class Io {
     return this.wasm ? simdGemm(this.backend.wasm) : undefined;
   }
 
+  /** OpenBLAS, where it is the chosen product and this is the wasm backend. */
+  private blas() {
+    return this.wasm ? activeBlas() : undefined;
+  }
+
   /** Byte address of element `off` of `t` on the wasm heap. */
   private address(t: TI, off = 0): number {
     return (this.backend.dataIdMap.get(t.dataId).memoryOffset as number) + 4 * off;
@@ -67,25 +77,34 @@ export class Io {
 
   /**
    * Working memory for `product`s whose right operand is at most k x n (allocate once, pass to each
-   * product of a kernel, free at the end); undefined where `product` needs none.
+   * product of a kernel, free at the end); undefined where `product` needs none (cpu, OpenBLAS).
    */
   productScratch(k: number, n: number): TI | undefined {
+    if (this.blas()) return undefined; // a layout OpenBLAS cannot take gets a buffer of its own
     const simd = this.simd();
-    return simd ? this.alloc([simd.packedBytes(k, n) / 4 + 8]) : undefined;
+    return simd ? this.simdScratch(simd, k, n) : undefined;
+  }
+
+  private simdScratch(simd: GemmExports, k: number, n: number): TI {
+    return this.alloc([simd.packedBytes(k, n) / 4 + 8]);
   }
 
   /**
    * C[m, n] = alpha A[m, k] B[k, n] (+ bias[n]) on strided operands (a head's columns, a transpose), C
-   * row-major. On wasm the relaxed-SIMD product (B packed into `scratch` from `productScratch`, or a
-   * buffer of its own), on cpu a JavaScript loop.
+   * row-major. On wasm OpenBLAS where chosen and the operands are a CBLAS layout, else the relaxed-SIMD
+   * product (B packed into `scratch` from `productScratch`, or a buffer of its own); on cpu a JavaScript
+   * loop. Throws a RangeError, before touching memory, where an operand reaches outside its tensor.
    */
   product(a: Mat, b: Mat, c: Out, m: number, k: number, n: number, alpha = 1, bias?: TI, scratch?: TI): void {
+    checkOperands(a, b, c, m, k, n, bias);
+    const blas = this.blas();
+    if (blas && blasProduct(blas, this.backend, a, b, c, m, k, n, alpha, bias)) return;
     const simd = this.simd();
     if (!simd) {
       const data = (t: TI) => this.data(t);
       return productJs(a, data(a.t), b, data(b.t), c, data(c.t), m, k, n, alpha, bias && data(bias));
     }
-    const own = scratch ? undefined : this.productScratch(k, n);
+    const own = scratch ? undefined : this.simdScratch(simd, k, n);
     try {
       const buf = this.address((scratch ?? own)!);
       const packed = buf + 32;

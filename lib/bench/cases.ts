@@ -23,6 +23,7 @@ import type { TensorMap } from "../bert/safetensors.ts";
 import { computeFisher } from "../analysis/fisher_information.ts";
 import { createGradientEngine, type GradientEngine } from "../parallel/engine.ts";
 import { heapBytes } from "../parallel/replica.ts";
+import { gemmLabel } from "../backend/gemm_choice.ts";
 import { type BackendName, tf } from "../tf.ts";
 import { countTrainable, selectTrainable } from "../tuning/modes.ts";
 import { StepRunner } from "../tuning/step.ts";
@@ -71,6 +72,11 @@ export interface CaseResult {
   kind: CaseKind;
   shape: string;
   workers: number;
+  /**
+   * The product the case ran on (lib/backend/gemm_choice.ts `gemmLabel`): "wasm", "openblas-t1"; off the
+   * wasm backend, the backend's name.
+   */
+  gemm: string;
   batch: number;
   seq: number;
   /** Trained parameter count (0 for eval). */
@@ -117,6 +123,8 @@ export function caseResult(
     kind,
     shape: o.shape.name,
     workers,
+    // Off wasm the backend runs its own products: its name says so.
+    gemm: tf.getBackend() === "wasm" ? gemmLabel() : tf.getBackend(),
     batch,
     seq,
     trainable,

@@ -32,6 +32,7 @@ import { parseConfig, readConfig } from "../bert/config.ts";
 import { randomWeights } from "../bert/init.ts";
 import { writeSafetensors } from "../bert/safetensors.ts";
 import { getTask } from "../glue/mod.ts";
+import { currentGemm, type GemmName, restoreGemm } from "../backend/gemm_choice.ts";
 import type { BackendName } from "../tf.ts";
 import { paddingShare, trainBatches } from "../tuning/batches.ts";
 import { decays } from "../tuning/optimizer.ts";
@@ -85,6 +86,18 @@ export interface JobOptions {
    */
   warmup?: boolean;
   backend?: BackendName;
+  /**
+   * Products to run each job on, in turn (default ["wasm"]); OpenBLAS on the threads `finetune` gives
+   * it (1 with two workers, else up to 2).
+   */
+  gemms?: GemmName[];
+  glueDir?: string;
+}
+
+/** What `finetune` is run with beside the job's settings. */
+export interface JobRunOptions {
+  backend?: BackendName;
+  gemm?: GemmName;
   glueDir?: string;
 }
 
@@ -99,7 +112,7 @@ export function jobOptions(
   mode: BenchMode,
   workers: number,
   out: string,
-  o: { backend?: BackendName; glueDir?: string } = {},
+  o: JobRunOptions = {},
 ): FinetuneOptions {
   return {
     model,
@@ -117,6 +130,7 @@ export function jobOptions(
     clip: s.clip,
     workers,
     backend: o.backend ?? "wasm",
+    gemm: o.gemm ?? "wasm",
     glueDir: o.glueDir,
     fresh: true,
     quiet: true,
@@ -266,7 +280,7 @@ export async function runJob(
   mode: BenchMode,
   workers: number,
   tmp: string,
-  o: { backend?: BackendName; glueDir?: string } = {},
+  o: JobRunOptions = {},
 ): Promise<JobCase> {
   const out = await Deno.makeTempDir({ dir: tmp, prefix: `${shape}-${mode}-${workers}-` });
   try {
@@ -282,6 +296,7 @@ export async function runJob(
       model: model.about,
       mode,
       workers,
+      gemm: gemmLabelOf(r.config.identity.backend),
       ...sizes,
       batch: s.batch,
       maxLen: s.maxLen,
@@ -301,13 +316,30 @@ export async function runJob(
   }
 }
 
-function errorJob(s: JobSettings, about: string, shape: string, mode: string, workers: number, err: unknown) {
+/**
+ * The table's name of the product a run's identity names: "openblas-t1" of "wasm+openblas-t1", else the
+ * backend's own ("wasm", "cpu", "webgpu").
+ */
+export function gemmLabelOf(identity: string): string {
+  return identity.split("+")[1] ?? identity;
+}
+
+function errorJob(
+  s: JobSettings,
+  about: string,
+  shape: string,
+  mode: string,
+  workers: number,
+  err: unknown,
+  gemm = "wasm",
+) {
   const message = err instanceof Error ? err.message : String(err);
   return {
     shape,
     model: about,
     mode,
     workers,
+    gemm,
     examples: s.examples,
     steps: 0,
     batch: s.batch,
@@ -336,6 +368,8 @@ export async function runJobs(o: JobOptions, log: (line: string) => void): Promi
   const report: JobReport = { settings, models: {}, warmup, cases: [] };
   const tmp = await Deno.makeTempDir({ prefix: "normtune-bench-job-" });
   const runOpts = { backend: o.backend, glueDir: o.glueDir };
+  // Each job chooses its product (finetune does): the process gets back the one it had.
+  const gemmBefore = currentGemm();
   try {
     for (const shape of o.shapes) {
       if (!JOB_SHAPES.includes(shape)) {
@@ -364,13 +398,15 @@ export async function runJobs(o: JobOptions, log: (line: string) => void): Promi
             torch ? files : undefined,
           );
           for (const workers of o.workers ?? [1, 2]) {
-            try {
-              cases.push({
-                ...await runJob(settings, model, shape, mode, workers, tmp, runOpts),
-                paddingShare: plan.paddingShare,
-              });
-            } catch (err) {
-              cases.push(errorJob(settings, model.about, shape, mode, workers, err));
+            for (const gemm of o.gemms ?? ["wasm"]) {
+              try {
+                cases.push({
+                  ...await runJob(settings, model, shape, mode, workers, tmp, { ...runOpts, gemm }),
+                  paddingShare: plan.paddingShare,
+                });
+              } catch (err) {
+                cases.push(errorJob(settings, model.about, shape, mode, workers, err, gemm));
+              }
             }
           }
           if (torch) {
@@ -402,8 +438,10 @@ export async function runJobs(o: JobOptions, log: (line: string) => void): Promi
           report.cases.push(c);
           log(
             c.error
-              ? `bench job ${shape} ${mode} workers ${c.workers}: error: ${c.error}`
-              : `bench job ${shape} ${mode} workers ${c.workers}: train ${c.trainSeconds.toFixed(2)} s, ` +
+              ? `bench job ${shape} ${mode} ${c.gemm} workers ${c.workers}: error: ${c.error}`
+              : `bench job ${shape} ${mode} ${c.gemm} workers ${c.workers}: train ${
+                c.trainSeconds.toFixed(2)
+              } s, ` +
                 `whole ${c.wholeSeconds.toFixed(2)} s` +
                 (c.torch
                   ? `; PyTorch ${c.torch.trainSeconds.toFixed(2)} s, ${c.torchRatio!.toFixed(2)}x`
@@ -413,6 +451,7 @@ export async function runJobs(o: JobOptions, log: (line: string) => void): Promi
       }
     }
   } finally {
+    restoreGemm(gemmBefore);
     await Deno.remove(tmp, { recursive: true });
   }
   return report;

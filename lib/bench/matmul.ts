@@ -7,12 +7,19 @@
  * naive loop. The model therefore never uses the slow forms (lib/bert/ops.ts); this table says how much
  * that is worth today.
  *
+ * What the model does run, the fused kernels' products (lib/backend/kernel_io.ts `Io.product`), are timed
+ * by `benchKernelProducts` on the product chosen now (the wasm GEMM, or OpenBLAS: lib/backend/
+ * gemm_choice.ts): a dense layer's forward x W^T + b, and attention's per-head scores Q K^T.
+ *
  * ```ts
  * const rows = benchMatMulForms([4096, 128, 512], { repeats: 5 });
  * rows.find((r) => r.form === "plain")!.gflops;
  * const gpu = await matMulPeakAsync([4096, 768, 3072]); // on webgpu
+ * benchKernelProducts([4096, 128, 512], { batch: 32, seq: 128, heads: 2 }); // on wasm or cpu
  * ```
  */
+import { gemmLabel } from "../backend/gemm_choice.ts";
+import { attentionScores, denseFast, type HeadShape } from "../bert/fused_ops.ts";
 import { tf } from "../tf.ts";
 import { measure, measureAsync, type Timing } from "./timing.ts";
 
@@ -22,7 +29,12 @@ export type MatMulForm =
   | "transposeB"
   | "batched3d"
   | "explicitTranspose"
-  | "transpose2d";
+  | "transpose2d"
+  | KernelForm;
+
+/** The fused kernels' products: a dense layer's forward (+ bias), attention's per-head scores. */
+export type KernelForm = "kernelDense" | "kernelScores";
+export const KERNEL_FORMS: readonly KernelForm[] = ["kernelDense", "kernelScores"];
 
 export const MATMUL_FORMS: readonly MatMulForm[] = [
   "plain",
@@ -42,6 +54,8 @@ export interface MatMulRow {
   /** FLOP/s / 1e9 (for `transpose2d`, a copy with no arithmetic: GB/s moved instead). */
   gflops: number;
   timing: Timing;
+  /** The product the kernel forms ran on ("wasm", "openblas-t1"). */
+  gemm?: string;
 }
 
 export interface MatMulOptions {
@@ -172,6 +186,48 @@ export async function matMulPeakAsync(
   }
 }
 
+/**
+ * Times the fused kernels' products on the product chosen now: y = x W^T + b with x [m, k], W [n, k] (a
+ * dense layer's forward), and per-head Q K^T of `heads` heads over [batch * seq, k] (attention's scores,
+ * read in place from the token-order tensors). Only where the fused kernels run (wasm, cpu).
+ */
+export function benchKernelProducts(
+  [m, k, n]: [number, number, number],
+  heads: HeadShape,
+  opts: { warmup?: number; repeats?: number } = {},
+): MatMulRow[] {
+  const mo = { warmup: opts.warmup ?? 1, repeats: opts.repeats ?? 5 };
+  const tokens = heads.batch * heads.seq, d = k / heads.heads;
+  const x = rand([m, k], 1), w = rand([n, k], 2), b = rand([n], 3);
+  const q = rand([tokens, k], 4), kk = rand([tokens, k], 5);
+  const gemm = gemmLabel();
+  const rows: MatMulRow[] = [];
+  const time = (form: KernelForm, shape: string, flops: number, f: () => tf.Tensor) => {
+    const timing = measure(() => f().dispose(), mo);
+    rows.push({
+      form,
+      shape,
+      flops,
+      seconds: timing.median,
+      gflops: flops / timing.median / 1e9,
+      timing,
+      gemm,
+    });
+  };
+  try {
+    time("kernelDense", `[${m},${k}] x [${n},${k}]^T + b`, 2 * m * k * n, () => denseFast(x, w, b));
+    time(
+      "kernelScores",
+      `${heads.batch * heads.heads} x [${heads.seq},${d}] x K^T`,
+      2 * heads.batch * heads.heads * heads.seq * heads.seq * d,
+      () => attentionScores(q, kk, heads, 1 / Math.sqrt(d)),
+    );
+  } finally {
+    tf.dispose([x, w, b, q, kk]);
+  }
+  return rows;
+}
+
 export function formatMatMul(rows: MatMulRow[]): string {
   const lines = ["form                shape                                   ms    GFLOP/s"];
   for (const r of rows) {
@@ -179,7 +235,7 @@ export function formatMatMul(rows: MatMulRow[]): string {
     lines.push(
       `${r.form.padEnd(19)} ${r.shape.padEnd(36)} ${(r.seconds * 1e3).toFixed(1).padStart(7)} ${
         r.gflops.toFixed(2).padStart(9)
-      }${unit}`,
+      }${unit}${r.gemm ? `  ${r.gemm}` : ""}`,
     );
   }
   return lines.join("\n");

@@ -40,6 +40,8 @@ export interface ShapeReport {
   matmulPeak: MatMulRow;
   /** Every product form at that shape (plain, transposeA, transposeB, batched, explicit transpose). */
   matmulForms: MatMulRow[];
+  /** The fused kernels' products (dense forward, attention scores) on each product run (wasm, cpu). */
+  kernelProducts?: MatMulRow[];
 }
 
 export interface BenchReport {
@@ -53,6 +55,8 @@ export interface BenchReport {
   command: string;
   host: { cores: number; deno: string; v8: string };
   torch: { available: boolean; note: string };
+  /** OpenBLAS's build and core, when a product ran on it (`--gemm openblas`). */
+  openblas?: { config: string; core: string };
   shapes: ShapeReport[];
   cases: ReportCase[];
   /** The whole-job cases (`--job`; then `shapes` and `cases` are empty). */
@@ -99,6 +103,8 @@ export interface JobCase {
   model: string;
   mode: string;
   workers: number;
+  /** The product the job ran on: "wasm", "openblas-t1" (off wasm: the backend's name). */
+  gemm: string;
   examples: number;
   steps: number;
   batch: number;
@@ -188,6 +194,7 @@ export function formatCases(cases: ReportCase[]): string {
   const head = [
     "shape",
     "case",
+    "gemm",
     "wk",
     "batch",
     "step s",
@@ -202,9 +209,10 @@ export function formatCases(cases: ReportCase[]): string {
     "rss MiB",
   ];
   const rows = cases.map((c) =>
-    c.error ? [c.shape, c.kind, String(c.workers), `${c.batch}x${c.seq}`, `error: ${c.error}`] : [
+    c.error ? [c.shape, c.kind, c.gemm, String(c.workers), `${c.batch}x${c.seq}`, `error: ${c.error}`] : [
       c.shape,
       c.kind,
+      c.gemm,
       String(c.workers),
       `${c.batch}x${c.seq}`,
       fmt(c.stepSeconds),
@@ -224,7 +232,7 @@ export function formatCases(cases: ReportCase[]): string {
     cells.map((
       c,
       i,
-    ) => (i < 2
+    ) => (i < 3
       ? c.padEnd(widths[i])
       : i === cells.length - 1 && cells.length < head.length
       ? c
@@ -239,6 +247,7 @@ export function formatJobs(cases: JobCase[]): string {
   const head = [
     "shape",
     "mode",
+    "gemm",
     "wk",
     "examples",
     "steps",
@@ -252,9 +261,10 @@ export function formatJobs(cases: JobCase[]): string {
     "torch loss",
   ];
   const rows = cases.map((c) =>
-    c.error ? [c.shape, c.mode, String(c.workers), String(c.examples), `error: ${c.error}`] : [
+    c.error ? [c.shape, c.mode, c.gemm, String(c.workers), String(c.examples), `error: ${c.error}`] : [
       c.shape,
       c.mode,
+      c.gemm,
       String(c.workers),
       String(c.examples),
       String(c.steps),
@@ -271,7 +281,7 @@ export function formatJobs(cases: JobCase[]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) =>
     cells.map((c, i) =>
-      i < 2
+      i < 3
         ? c.padEnd(widths[i])
         : i === cells.length - 1 && cells.length < head.length
         ? c

@@ -9,8 +9,19 @@
  * const report = await runBench({ ...QUICK, out: "reports/bench-quick.json" });
  * ```
  */
+import {
+  blasThreads,
+  chooseGemm,
+  currentGemm,
+  gemmDescription,
+  gemmFromEnv,
+  gemmLabel,
+  type GemmName,
+  type GemmSetting,
+  restoreGemm,
+} from "../backend/gemm_choice.ts";
 import { type BackendName, initBackend, webgpuAdapter } from "../tf.ts";
-import { benchMatMulForms, matMulPeakAsync, type MatMulRow } from "./matmul.ts";
+import { benchKernelProducts, benchMatMulForms, matMulPeakAsync, type MatMulRow } from "./matmul.ts";
 import {
   type BenchReport,
   formatCases,
@@ -44,6 +55,13 @@ export interface BenchOptions {
   /** Also time an evaluation pass and per-example LayerNorm Fisher (default true). */
   extras?: boolean;
   backend?: BackendName;
+  /**
+   * The products to run every case on (lib/backend/gemm_choice.ts; default NORMTUNE_GEMM's, else wasm):
+   * each case once per
+   * product, in turn, so that their ratios (and each one's to PyTorch) come from the same run. OpenBLAS
+   * runs `blasThreads(workers)` threads; the kernel-product table has it on 1 and on that many.
+   */
+  gemms?: GemmName[];
   /**
    * Rows per forward/backward pass (gradient accumulation) of the training steps; default 0 (the whole
    * batch) except bert-base full fine-tuning off the GPU, 2, whose whole-batch step does not fit the 4 GiB
@@ -80,6 +98,25 @@ export const QUICK: BenchOptions = {
   extras: true,
 };
 
+/**
+ * Runs `fn` with product `name` on `threads` OpenBLAS threads chosen (`blasThreads(workers)` by default),
+ * then puts the product that was chosen before back, so a bench leaves the process as it found it.
+ */
+export async function withGemm<T>(
+  backend: string,
+  name: GemmName,
+  threads: number,
+  fn: (s: GemmSetting) => T | Promise<T>,
+): Promise<T> {
+  const before = currentGemm();
+  const s = chooseGemm(backend, { name, threads });
+  try {
+    return await fn(s);
+  } finally {
+    restoreGemm(before);
+  }
+}
+
 function defaultWorkers(shape: BenchShape): number[] {
   return shape.name === "base" ? [1] : [1, 2];
 }
@@ -99,12 +136,14 @@ function errorCase(
   batch: number,
   seq: number,
   err: unknown,
+  gemm = "wasm",
 ) {
   const message = err instanceof Error ? err.message : String(err);
   return {
     kind,
     shape: shape.name,
     workers,
+    gemm,
     batch,
     seq,
     trainable: 0,
@@ -137,7 +176,13 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   // On webgpu: the plain matMul timed asynchronously, in-process cases only (the data-parallel workers
   // are for CPUs), no per-kernel profile (kernels run on the GPU after tfjs has returned).
   const onGpu = backend === "webgpu";
-  log(`bench: backend ${backend}; ${torchNote}`);
+  const gemms = o.gemms ?? [gemmFromEnv()];
+  if (gemms.includes("openblas") && backend !== "wasm") {
+    throw new Error(
+      `--gemm openblas is for the wasm backend, whose products it replaces (backend: ${backend})`,
+    );
+  }
+  log(`bench: backend ${backend}; products ${gemms.join(", ")}; ${torchNote}`);
   const report: BenchReport = {
     normtune: "bench",
     version: 1,
@@ -151,6 +196,11 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     shapes: [],
     cases: [],
   };
+  if (gemms.includes("openblas")) {
+    // Loaded (or the error naming the paths tried) before any case runs.
+    const d = await withGemm(backend, "openblas", 1, (s) => gemmDescription(s)!);
+    report.openblas = { config: d.config, core: d.core };
+  }
   if (o.job) {
     const settings: Partial<JobSettings> = {
       ...(o.quick ? QUICK_JOB : {}),
@@ -162,6 +212,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       shapes: o.shapes,
       modes: o.modes,
       workers: o.workers,
+      gemms,
       settings,
       models: o.jobModels,
       torch: useTorch && script !== undefined,
@@ -170,6 +221,12 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     return report;
   }
   const timed = { warmup: o.warmup, repeats: o.repeats };
+  // Each case on each product in turn, OpenBLAS on the threads `finetune` would give it.
+  const onEach = async (workers: number, fn: () => Promise<void>) => {
+    for (const g of gemms) await withGemm(backend, g, blasThreads(workers), fn);
+  };
+  // A case's product, as its result names it (lib/bench/cases.ts).
+  const label = () => backend === "wasm" ? gemmLabel() : backend;
 
   for (const name of o.shapes) {
     const shape = getShape(name);
@@ -182,6 +239,26 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       });
     const peak: MatMulRow = forms.find((f) => f.form === "plain")!;
     const shapeReport: ShapeReport = { shape: name, matmulPeak: peak, matmulForms: forms };
+    if (!onGpu) {
+      // The fused kernels' own products on each product; OpenBLAS on 1 thread and on a process's default.
+      shapeReport.kernelProducts = [];
+      for (const g of gemms) {
+        const threads = g === "openblas" ? [...new Set([1, blasThreads(1)])] : [1];
+        for (const t of threads) {
+          shapeReport.kernelProducts.push(
+            ...await withGemm(
+              backend,
+              g,
+              t,
+              () =>
+                benchKernelProducts(largestProduct(shape, batch, seq), { batch, seq, heads: shape.heads }, {
+                  repeats: o.quick ? 1 : 5,
+                }),
+            ),
+          );
+        }
+      }
+    }
     report.shapes.push(shapeReport);
     log(`bench ${name}: plain matMul ${peak.shape} at ${peak.gflops.toFixed(1)} GFLOP/s`);
 
@@ -192,23 +269,25 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     for (const mode of o.modes) {
       const results: CaseResult[] = [];
       for (const workers of onGpu ? [1] : o.workers ?? defaultWorkers(shape)) {
-        try {
-          results.push(
-            await benchTrainStep({
-              shape,
-              mode,
-              workers,
-              batch,
-              seq,
-              ...timed,
-              profile: (o.profile ?? true) && workers === 1 && !onGpu,
-              backend: o.backend ?? "wasm",
-              microBatch: o.microBatch ?? defaultMicroBatch(shape, mode, onGpu),
-            }),
-          );
-        } catch (err) {
-          add(errorCase(shape, mode, workers, batch, seq, err));
-        }
+        await onEach(workers, async () => {
+          try {
+            results.push(
+              await benchTrainStep({
+                shape,
+                mode,
+                workers,
+                batch,
+                seq,
+                ...timed,
+                profile: (o.profile ?? true) && workers === 1 && !onGpu,
+                backend: o.backend ?? "wasm",
+                microBatch: o.microBatch ?? defaultMicroBatch(shape, mode, onGpu),
+              }),
+            );
+          } catch (err) {
+            add(errorCase(shape, mode, workers, batch, seq, err, label()));
+          }
+        });
       }
       // The reference right after, so both see the same load on the machine.
       let torch;
@@ -221,12 +300,14 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     }
     if (o.extras ?? true) {
       for (const [kind, fn] of [["eval", benchEval], ["fisher-layernorm", benchFisherLayerNorm]] as const) {
-        try {
-          const profile = (o.profile ?? true) && !onGpu;
-          add(toReportCase(await fn({ shape, batch, seq, ...timed, profile }), peak));
-        } catch (err) {
-          add(errorCase(shape, kind, 1, batch, seq, err));
-        }
+        await onEach(1, async () => {
+          try {
+            const profile = (o.profile ?? true) && !onGpu;
+            add(toReportCase(await fn({ shape, batch, seq, ...timed, profile }), peak));
+          } catch (err) {
+            add(errorCase(shape, kind, 1, batch, seq, err, label()));
+          }
+        });
       }
     }
   }

@@ -10,7 +10,7 @@
  */
 import { runEvaluate } from "../jobs/evaluate_job.ts";
 import { modelDir } from "../util/paths.ts";
-import { backendFlag, maxLenFlag, parseFlags, UsageError } from "./flags.ts";
+import { backendFlag, gemmFlag, maxLenFlag, parseFlags, UsageError } from "./flags.ts";
 
 export async function run(args: string[]): Promise<void> {
   const f = parseFlags(args, {
@@ -23,6 +23,7 @@ export async function run(args: string[]): Promise<void> {
     "max-examples": "number",
     seed: "number",
     backend: "string",
+    gemm: "string",
     "glue-dir": "string",
   }, ["model", "task"]);
   const batchSize = f.number("batch-size", 64);
@@ -39,6 +40,7 @@ export async function run(args: string[]): Promise<void> {
     maxExamples: f.optionalNumber("max-examples"),
     seed: f.optionalNumber("seed"),
     backend: backendFlag(f.optionalString("backend")),
+    gemm: gemmFlag(f.optionalString("gemm")),
     glueDir: f.optionalString("glue-dir"),
   });
   if (r.freshHead) {

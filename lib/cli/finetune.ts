@@ -17,6 +17,10 @@
  * depend on it. On a machine other work keeps busy, two workers can be slower than one: pass
  * `--workers 1` there.
  *
+ * `--gemm openblas` (or NORMTUNE_GEMM=openblas) runs the wasm backend's products on OpenBLAS instead of the
+ * project's wasm GEMM (docs/openblas.md): other bits, so another run identity (backend
+ * "wasm+openblas-tN", N OpenBLAS threads: 1 with several workers, else up to 2).
+ *
  * Run again with the same arguments, it resumes from the last saved state (or, once finished, prints the
  * saved result); `--fresh` starts over.
  */
@@ -29,7 +33,15 @@ import {
 import { describeCounts, MODE_NAMES } from "../tuning/modes.ts";
 import { finetune, type RunConfig, runPaths, type RunResult } from "../tuning/trainer.ts";
 import { modelDir } from "../util/paths.ts";
-import { backendFlag, type Flags, type FlagSpec, maxLenFlag, parseFlags, UsageError } from "./flags.ts";
+import {
+  backendFlag,
+  type Flags,
+  type FlagSpec,
+  gemmFlag,
+  maxLenFlag,
+  parseFlags,
+  UsageError,
+} from "./flags.ts";
 
 const SPEC = {
   model: "string",
@@ -45,6 +57,7 @@ const SPEC = {
   "save-model": "boolean",
   fresh: "boolean",
   backend: "string",
+  gemm: "string",
   "glue-dir": "string",
   quiet: "boolean",
 } as FlagSpec;
@@ -100,6 +113,7 @@ export async function run(args: string[]): Promise<void> {
     saveModel: f.bool("save-model"),
     fresh: f.bool("fresh"),
     backend: backendFlag(f.optionalString("backend")),
+    gemm: gemmFlag(f.optionalString("gemm")),
     glueDir: f.optionalString("glue-dir"),
     quiet: f.bool("quiet"),
   });

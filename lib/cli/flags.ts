@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 import { quote } from "../util/text.ts";
 import { join } from "node:path";
 import { maxLenProblem, readConfig } from "../bert/config.ts";
+import { type GemmName, GEMMS } from "../backend/gemm_choice.ts";
 import { type BackendName, BACKENDS } from "../tf.ts";
 
 export type FlagKind = "string" | "number" | "boolean" | "strings";
@@ -116,6 +117,15 @@ export function backendFlag(value: string | undefined): BackendName | undefined 
     throw new UsageError(`--backend ${value} is not a backend; use one of ${BACKENDS.join(", ")}`);
   }
   return value as BackendName;
+}
+
+/** Reads `--gemm` (the wasm backend's product, lib/backend/gemm_choice.ts), checking the name. */
+export function gemmFlag(value: string | undefined): GemmName | undefined {
+  if (value === undefined) return undefined;
+  if (!(GEMMS as readonly string[]).includes(value)) {
+    throw new UsageError(`--gemm ${value} is not a product; use one of ${GEMMS.join(", ")}`);
+  }
+  return value as GemmName;
 }
 
 /**

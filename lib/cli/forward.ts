@@ -1,7 +1,7 @@
 /**
  * `normtune forward --model DIR --inputs FILE.jsonl --num-labels K --out DIR [--head FILE.safetensors]
- * [--backend B] [--batch-size 32]`: runs the classifier without dropout on encoded inputs (what `encode`
- * writes: `{"input_ids", "token_type_ids", "attention_mask"}` per line, optionally with `"label"`).
+ * [--backend B] [--gemm G] [--batch-size 32]`: runs the classifier without dropout on encoded inputs (what
+ * `encode` writes: `{"input_ids", "token_type_ids", "attention_mask"}` per line, optionally with `"label"`).
  *
  * Writes `OUT/logits.json` (one array per input). When every line has a label it also writes
  * `OUT/loss.json` (mean cross-entropy, or mean squared error when K is 1) and `OUT/grads.safetensors`:
@@ -14,7 +14,7 @@
  * ```
  */
 import { runForward } from "../jobs/forward_job.ts";
-import { backendFlag, parseFlags, UsageError } from "./flags.ts";
+import { backendFlag, gemmFlag, parseFlags, UsageError } from "./flags.ts";
 
 export async function run(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
@@ -24,6 +24,7 @@ export async function run(args: string[]): Promise<void> {
     "num-labels": "number",
     out: "string",
     backend: "string",
+    gemm: "string",
     "batch-size": "number",
   }, ["model", "inputs", "num-labels", "out"]);
   const numLabels = flags.number("num-labels");
@@ -42,6 +43,7 @@ export async function run(args: string[]): Promise<void> {
     head: flags.optionalString("head"),
     batchSize,
     backend: backendFlag(flags.optionalString("backend")),
+    gemm: gemmFlag(flags.optionalString("gemm")),
     out,
   });
   console.error(

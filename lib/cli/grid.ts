@@ -15,9 +15,10 @@
  * counts them, `--estimate` includes them (their cost does not depend on the rate) and says so, and a run
  * computes the declared cells, then fails naming what waits, so a script sees that the grid is not done.
  *
- * Common: `--model NAME|DIR` (or NORMTUNE_MODEL), `--backend`, `--glue-dir` (or GLUE_DIR), `--results DIR`
- * (or NORMTUNE_RESULTS; default results/<profile>), `--runs DIR` (or NORMTUNE_RUNS; default runs/<profile>),
- * `--verbose` (the trainer's own progress lines).
+ * Common: `--model NAME|DIR` (or NORMTUNE_MODEL), `--backend`, `--gemm wasm|openblas` (or NORMTUNE_GEMM:
+ * the wasm backend's product; OpenBLAS runs one thread per process and its cells have their own ids),
+ * `--glue-dir` (or GLUE_DIR), `--results DIR` (or NORMTUNE_RESULTS; default results/<profile>), `--runs DIR`
+ * (or NORMTUNE_RUNS; default runs/<profile>), `--verbose` (the trainer's own progress lines).
  */
 import { closure, gridSize, uniqueCells, waitingText } from "../experiments/grid.ts";
 import {
@@ -34,13 +35,14 @@ import {
 import { findGrid } from "../experiments/study.ts";
 import { formatDuration } from "../util/progress.ts";
 import type { BackendName } from "../tf.ts";
-import { type Flags, parseFlags, UsageError } from "./flags.ts";
+import { type Flags, gemmFlag, parseFlags, UsageError } from "./flags.ts";
 
 /** The flags every study command takes. */
 export const STUDY_FLAGS = {
   profile: "string",
   model: "string",
   backend: "string",
+  gemm: "string",
   "glue-dir": "string",
   results: "string",
   runs: "string",
@@ -52,6 +54,7 @@ export function studyOptions(f: Flags) {
     profile: f.optionalString("profile"),
     model: f.optionalString("model"),
     backend: f.optionalString("backend") as BackendName | undefined,
+    gemm: gemmFlag(f.optionalString("gemm")),
     glueDir: f.optionalString("glue-dir"),
     results: f.optionalString("results"),
     runs: f.optionalString("runs"),
@@ -61,7 +64,7 @@ export function studyOptions(f: Flags) {
 /** The common flags as given, to pass on to child processes. */
 export function passthrough(f: Flags): string[] {
   const out: string[] = [];
-  for (const name of ["profile", "model", "backend", "glue-dir", "results", "runs"]) {
+  for (const name of ["profile", "model", "backend", "gemm", "glue-dir", "results", "runs"]) {
     if (f.has(name)) out.push(`--${name}`, f.string(name));
   }
   if (f.bool("verbose")) out.push("--verbose");

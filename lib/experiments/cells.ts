@@ -31,6 +31,7 @@ import { runChange } from "../jobs/change_job.ts";
 import { fisherConfig, runFisher } from "../jobs/fisher_job.ts";
 import { type MaskMethod, runMask } from "../jobs/mask_job.ts";
 import { getTask } from "../glue/mod.ts";
+import type { GemmName } from "../backend/gemm_choice.ts";
 import type { BackendName } from "../tf.ts";
 import {
   type Hyperparameters,
@@ -41,12 +42,15 @@ import { DivergedError, finetune, type RunConfig, runPaths } from "../tuning/tra
 import { readJsonIfExists } from "../util/atomic.ts";
 import { divergenceOf } from "./load.ts";
 import type { CellContext, Executors } from "./runner.ts";
+import { STUDY_BLAS_THREADS } from "./study.ts";
 
 export interface ExecEnv {
   /** The resolved model folder (the one whose identity the cells hold). */
   modelDir: string;
   glueDir: string;
   backend?: BackendName;
+  /** The wasm backend's product (the one the cells' ids were made with); OpenBLAS on one thread. */
+  gemm?: GemmName;
   /** Show the trainer's progress lines (default: only when stderr is a terminal). */
   verbose?: boolean;
 }
@@ -102,6 +106,20 @@ function checked<T>(ctx: CellContext, make: () => T): T {
 }
 
 /**
+ * Throws unless a cell was computed with what its configuration says (`backend`: "wasm",
+ * "wasm+openblas-t1", ...): a record must never label one product's bits with another's identity.
+ */
+function computedAsDeclared(ctx: CellContext, computed: string): void {
+  const declared = configOf(ctx).backend;
+  if (typeof declared === "string" && declared !== computed) {
+    throw new Error(
+      `cell ${ctx.cell.id} (${ctx.cell.kind}) is declared for backend ${declared} but was computed with ` +
+        `${computed}: run it with the --backend and --gemm its grid was made with`,
+    );
+  }
+}
+
+/**
  * A fine-tuning cell's configuration: task, mode, the mask's spec when it trains one, and the trainer's
  * hyperparameters (lib/tuning/hyperparameters.ts), checked by the trainer's own function.
  */
@@ -152,6 +170,8 @@ async function runFinetune(ctx: CellContext, env: ExecEnv) {
       mask: maskDep ? join(maskDep.dir, ARTEFACTS.mask) : undefined,
       out: ctx.dir,
       backend: env.backend,
+      gemm: env.gemm,
+      gemmThreads: STUDY_BLAS_THREADS,
       glueDir: env.glueDir,
       quiet,
     });
@@ -159,6 +179,7 @@ async function runFinetune(ctx: CellContext, env: ExecEnv) {
     if (!(err instanceof DivergedError)) throw err;
     return await divergedResult(ctx, head, err);
   }
+  computedAsDeclared(ctx, r.config.identity.backend);
   const m = r.metrics;
   return {
     result: roundAll({
@@ -225,9 +246,12 @@ async function runFisherCell(ctx: CellContext, env: ExecEnv) {
       maxLen: field<number>(ctx, "maxLen", isNumber, "a number"),
       glueDir: env.glueDir,
       backend: env.backend,
+      gemm: env.gemm,
+      gemmThreads: STUDY_BLAS_THREADS,
       out: join(ctx.dir, ARTEFACTS.fisher),
     }));
   const r = await runFisher(config);
+  computedAsDeclared(ctx, r.summary.backend);
   return {
     result: roundAll({
       task: r.summary.task,

@@ -19,6 +19,7 @@
  */
 import { join } from "node:path";
 import { ROOT } from "../util/paths.ts";
+import type { GemmName } from "../backend/gemm_choice.ts";
 import type { BackendName } from "../tf.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";
 import { formatDuration } from "../util/progress.ts";
@@ -44,6 +45,8 @@ export interface StudyOptions {
   profile?: string;
   model?: string;
   backend?: BackendName;
+  /** The wasm backend's product; default NORMTUNE_GEMM, else wasm. */
+  gemm?: GemmName;
   glueDir?: string;
   results?: string;
   runs?: string;
@@ -60,7 +63,7 @@ export interface Study {
 export async function openStudy(opts: StudyOptions = {}): Promise<Study> {
   const name: ProfileName = profileName(opts.profile);
   const profile = getProfile(name, opts.model);
-  const ctx = await studyContext(profile, { backend: opts.backend, glueDir: opts.glueDir });
+  const ctx = await studyContext(profile, { backend: opts.backend, gemm: opts.gemm, glueDir: opts.glueDir });
   const store = new ResultStore(resultsDir(name, opts.results), runsDir(name, opts.runs));
   return { profile, ctx, grids: studyGrids(ctx, await chosenRates(ctx, store)), store };
 }
@@ -107,7 +110,8 @@ export async function studyRunner(study: Study, opts: StudyRunnerOptions = {}): 
     executors: studyExecutors({
       modelDir: study.ctx.modelDir,
       glueDir: study.ctx.glueDir,
-      backend: study.ctx.backend as BackendName,
+      backend: (study.ctx.compute?.backend ?? study.ctx.backend) as BackendName,
+      gemm: study.ctx.compute?.gemm,
       verbose: opts.verbose,
     }),
     fresh: opts.fresh,

@@ -23,8 +23,9 @@
  * and commands say so instead of running it at a default rate.
  *
  * Every cell's configuration holds the model's content identity, the data files' identities, the
- * backend, every hyperparameter and its kind's code version (`VERSIONS`): bump a version when a change in
- * the code would change that kind's results, and exactly those cells are recomputed.
+ * backend (with the product where it is not the default: "wasm+openblas-t1"), every hyperparameter and its
+ * kind's code version (`VERSIONS`): bump a version when a change in the code would change that kind's
+ * results, and exactly those cells are recomputed.
  *
  * ```ts
  * const ctx = await studyContext(getProfile("smoke"));
@@ -34,7 +35,8 @@
  */
 import { join } from "node:path";
 import { getTask, type GlueTask, type TaskName } from "../glue/tasks.ts";
-import { type BackendName, initBackend } from "../tf.ts";
+import { gemmDescription, type GemmName } from "../backend/gemm_choice.ts";
+import { type BackendName, initCompute } from "../tf.ts";
 import { glueDir as resolveGlueDir, modelDir as resolveModelDir } from "../util/paths.ts";
 import { type Cell, type Grid, makeCell, type Waiting } from "./grid.ts";
 import { type FileIdentity, fileIdentity, modelIdentity } from "./hash.ts";
@@ -69,16 +71,40 @@ export interface StudyContext {
   /** The resolved model folder. */
   modelDir: string;
   model: FileIdentity;
-  /** The backend results are computed with (resolved: "wasm", "cpu", "tensorflow"). */
+  /**
+   * What results are computed with, as every cell's configuration holds it: the resolved backend
+   * ("wasm", "cpu", "tensorflow"), with OpenBLAS products "wasm+openblas-t1" (lib/backend/gemm_choice.ts).
+   */
   backend: string;
+  /**
+   * How to compute that: the backend's name and product for the executors, and OpenBLAS's build and core
+   * (described in the cells' `meta`, not hashed). Absent in contexts made by hand: the wasm product.
+   */
+  compute?: StudyCompute;
   glueDir: string;
   data: Partial<Record<TaskName, { train: DataFile; dev: DataFile }>>;
 }
 
+export interface StudyCompute {
+  backend: string;
+  gemm: GemmName;
+  /** OpenBLAS's description (`gemmDescription`), with the openblas product. */
+  openblas?: { threads: number; config: string; core: string };
+}
+
 export interface ContextOptions {
   backend?: BackendName;
+  /** The wasm backend's product; default NORMTUNE_GEMM, else wasm. */
+  gemm?: GemmName;
   glueDir?: string;
 }
+
+/**
+ * OpenBLAS threads of the study's cells: one, whatever the machine or `--jobs`. The study spreads cells
+ * over the cores as processes (`--jobs`), and the thread count changes bits, so it is part of every id:
+ * one fixed count keeps the ids of a profile the same on every machine and for every `--jobs`.
+ */
+export const STUDY_BLAS_THREADS = 1;
 
 async function dataFile(path: string, task: GlueTask): Promise<DataFile> {
   const id = await fileIdentity(path).catch((err) => {
@@ -142,7 +168,12 @@ export class TokenEstimate {
 export async function studyContext(profile: Profile, opts: ContextOptions = {}): Promise<StudyContext> {
   const modelDir = resolveModelDir(profile.model);
   const model = await modelIdentity(modelDir);
-  const backend = await initBackend(opts.backend);
+  const compute = await initCompute({
+    backend: opts.backend,
+    gemm: opts.gemm,
+    gemmThreads: STUDY_BLAS_THREADS,
+  });
+  const described = gemmDescription(compute.gemm);
   const glueDir = resolveGlueDir(opts.glueDir);
   const data: StudyContext["data"] = {};
   for (const name of profile.tasks) {
@@ -153,7 +184,21 @@ export async function studyContext(profile: Profile, opts: ContextOptions = {}):
       dev: await dataFile(join(folder, task.dev[task.mainSplit]), task),
     };
   }
-  return { profile, modelDir, model, backend, glueDir, data };
+  return {
+    profile,
+    modelDir,
+    model,
+    backend: compute.identity,
+    compute: {
+      backend: compute.backend,
+      gemm: compute.gemm.name,
+      ...(described
+        ? { openblas: { threads: described.threads, config: described.config, core: described.core } }
+        : {}),
+    },
+    glueDir,
+    data,
+  };
 }
 
 const id = (f: FileIdentity) => ({ sha256: f.sha256, bytes: f.bytes });
@@ -161,6 +206,15 @@ const id = (f: FileIdentity) => ({ sha256: f.sha256, bytes: f.bytes });
 /** Everything of a model + backend that every cell shares. */
 function base(ctx: StudyContext) {
   return { model: id(ctx.model), backend: ctx.backend };
+}
+
+/**
+ * What a cell describes beside its configuration (not hashed): the model's name, and for the kinds whose
+ * products run on OpenBLAS (fine-tuning, Fisher) its build and core, which differ between machines.
+ */
+function meta(ctx: StudyContext, products = false): Record<string, unknown> {
+  const openblas = products ? ctx.compute?.openblas : undefined;
+  return { model: ctx.profile.model, ...(openblas ? { openblas } : {}) };
 }
 
 function taskData(ctx: StudyContext, task: TaskName) {
@@ -287,7 +341,7 @@ export function finetuneCell(
     label: `finetune ${task} ${what} lr ${rateText(lr)} seed ${seed}`,
     cost,
     costClass: finetuneCostClass(mode),
-    meta: { model: ctx.profile.model },
+    meta: meta(ctx, true),
   });
 }
 
@@ -342,7 +396,7 @@ export function fisherCell(ctx: StudyContext, task: TaskName): Cell {
     labels: f.labels,
     seed: f.seed,
     maxLen: f.maxLen,
-  }, { label: `fisher ${task} N=${examples}`, cost: examples, meta: { model: ctx.profile.model } });
+  }, { label: `fisher ${task} N=${examples}`, cost: examples, meta: meta(ctx, true) });
 }
 
 /** Base vs the full fine-tuning of seed `changeSeed` at rate `lr` (the full rate main chose). */
@@ -351,7 +405,7 @@ export function changeCell(ctx: StudyContext, task: TaskName, lr: number): Cell 
   return makeCell("change", { version: VERSIONS.change, ...base(ctx), task }, {
     deps: { tuned },
     label: `change ${task} (full, lr ${rateText(lr)}, seed ${ctx.profile.changeSeed})`,
-    meta: { model: ctx.profile.model },
+    meta: meta(ctx),
   });
 }
 
@@ -371,7 +425,7 @@ export function randomMaskCell(ctx: StudyContext, pct: number, seed: number): Ce
     pct,
     seed,
     per: ctx.profile.maskPer,
-  }, { label: `mask random ${pct}% seed ${seed}`, meta: { model: ctx.profile.model } });
+  }, { label: `mask random ${pct}% seed ${seed}`, meta: meta(ctx) });
 }
 
 /** The union of the top-k% masks of every task but `heldOut`. */

@@ -13,7 +13,8 @@ import { maxLenProblem, readConfig } from "../bert/config.ts";
 import { BertClassifier } from "../bert/model.ts";
 import { WordPieceTokenizer } from "../bert/tokenizer.ts";
 import { getTask, loadSplit } from "../glue/mod.ts";
-import { type BackendName, initBackend } from "../tf.ts";
+import type { GemmName } from "../backend/gemm_choice.ts";
+import { type BackendName, initCompute } from "../tf.ts";
 import { loadWithDelta } from "../tuning/delta.ts";
 import { encodeExamples, evaluateModel } from "../tuning/evaluate.ts";
 import { modelDir } from "../util/paths.ts";
@@ -36,6 +37,10 @@ export interface EvaluateConfig {
   /** Seeds a fresh head when the model has none; default 42. */
   seed?: number;
   backend?: BackendName;
+  /** The wasm backend's product (lib/backend/gemm_choice.ts); default NORMTUNE_GEMM, else wasm. */
+  gemm?: GemmName;
+  /** OpenBLAS threads; default `blasThreads(1)`. */
+  gemmThreads?: number;
   glueDir?: string;
 }
 
@@ -58,7 +63,8 @@ export async function runEvaluate(c: EvaluateConfig): Promise<EvaluateRun> {
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new Error(`batch size must be a positive integer, got ${batchSize}`);
   }
-  const backend = await initBackend(c.backend);
+  const backend =
+    (await initCompute({ backend: c.backend, gemm: c.gemm, gemmThreads: c.gemmThreads })).identity;
   const task = getTask(c.task);
   const split = c.split ?? task.mainSplit;
   const dir = modelDir(c.model);

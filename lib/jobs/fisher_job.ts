@@ -22,7 +22,8 @@ import { BertClassifier } from "../bert/model.ts";
 import { readSafetensors, type TensorMap, writeSafetensors } from "../bert/safetensors.ts";
 import { WordPieceTokenizer } from "../bert/tokenizer.ts";
 import { getTask, loadSplit } from "../glue/mod.ts";
-import { type BackendName, initBackend } from "../tf.ts";
+import type { GemmName } from "../backend/gemm_choice.ts";
+import { type BackendName, initCompute } from "../tf.ts";
 import { loadWithDelta } from "../tuning/delta.ts";
 import { modelDir } from "../util/paths.ts";
 import {
@@ -68,6 +69,10 @@ export interface FisherConfig {
   /** Examples per backward pass; default 8. */
   batchSize?: number;
   backend?: BackendName;
+  /** The wasm backend's product (lib/backend/gemm_choice.ts); default NORMTUNE_GEMM, else wasm. */
+  gemm?: GemmName;
+  /** OpenBLAS threads; default `blasThreads(1)`. */
+  gemmThreads?: number;
   /** The safetensors file to write (nothing is written without it). */
   out?: string;
   onProgress?: (done: number, total: number, seconds: number) => void;
@@ -138,7 +143,9 @@ export interface FisherRun {
 /** Runs a Fisher configuration: examples, model state, computeFisher, the file, records and ranking. */
 export async function runFisher(config: FisherConfig): Promise<FisherRun> {
   const c = fisherConfig(config);
-  const backend = await initBackend(c.backend);
+  // The identity ("wasm", "wasm+openblas-t1"): the file says what computed it.
+  const backend =
+    (await initCompute({ backend: c.backend, gemm: c.gemm, gemmThreads: c.gemmThreads })).identity;
   const dir = modelDir(c.model);
   const task = c.task !== undefined ? getTask(c.task) : undefined;
 

@@ -15,7 +15,8 @@ import { batchFromEncoded } from "../bert/batch.ts";
 import { loadCheckpoint } from "../bert/checkpoint.ts";
 import { BertClassifier } from "../bert/model.ts";
 import { readSafetensors, type TensorMap, writeSafetensors } from "../bert/safetensors.ts";
-import { type BackendName, initBackend, tf } from "../tf.ts";
+import type { GemmName } from "../backend/gemm_choice.ts";
+import { type BackendName, initCompute, tf } from "../tf.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";
 import { modelDir } from "../util/paths.ts";
 import { type EncodedInput, readEncodedInputs } from "./encoded_inputs.ts";
@@ -31,6 +32,10 @@ export interface ForwardConfig {
   /** Inputs per pass; default 32. */
   batchSize?: number;
   backend?: BackendName;
+  /** The wasm backend's product (lib/backend/gemm_choice.ts); default NORMTUNE_GEMM, else wasm. */
+  gemm?: GemmName;
+  /** OpenBLAS threads; default `blasThreads(1)`. */
+  gemmThreads?: number;
   /** Folder for logits.json, loss.json and grads.safetensors; nothing is written without it. */
   out?: string;
 }
@@ -38,7 +43,7 @@ export interface ForwardConfig {
 /** Checks a forward configuration and fills its defaults. */
 export function forwardConfig(
   c: ForwardConfig,
-): Required<Omit<ForwardConfig, "head" | "backend" | "out">> & ForwardConfig {
+): Required<Omit<ForwardConfig, "head" | "backend" | "gemm" | "gemmThreads" | "out">> & ForwardConfig {
   if (!Number.isInteger(c.numLabels) || c.numLabels < 1) {
     throw new Error(`num labels must be a positive integer, got ${c.numLabels}`);
   }
@@ -61,7 +66,7 @@ export async function runForward(config: ForwardConfig): Promise<ForwardRun> {
   const c = forwardConfig(config);
   const rows = await readEncodedInputs(c.inputs, { numLabels: c.numLabels });
   const head = c.head ? await readSafetensors(c.head) : undefined;
-  await initBackend(c.backend);
+  await initCompute({ backend: c.backend, gemm: c.gemm, gemmThreads: c.gemmThreads });
   const ckpt = await loadCheckpoint(modelDir(c.model), { numLabels: c.numLabels, head });
   const model = new BertClassifier(ckpt.config, c.numLabels, ckpt.tensors);
   let result: ForwardResult;

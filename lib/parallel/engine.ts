@@ -17,6 +17,9 @@
  * Dropout: shard i of a call with seed s uses seed s + 1000003 i, so results depend on the worker count
  * (as they would on the batch split of any data-parallel trainer) but are deterministic for a given one.
  *
+ * Product: the workers run the calling thread's product choice (lib/backend/gemm_choice.ts; `gemm`), so
+ * `--gemm openblas` reaches them; they share the process's one OpenBLAS and its thread count.
+ *
  * ```ts
  * const engine = await createGradientEngine({ config, numLabels: 2, tensors, workers: 2 });
  * const { loss, grads } = await engine.grads(batch, labels, ["classifier.weight"], 7);
@@ -29,6 +32,7 @@ import { type Batch, sliceRows } from "../bert/batch.ts";
 import type { BertConfig } from "../bert/config.ts";
 import { parameterShapes } from "../bert/names.ts";
 import type { TensorMap } from "../bert/safetensors.ts";
+import { currentGemm, type GemmRequest } from "../backend/gemm_choice.ts";
 import { backendFromEnv, type BackendName } from "../tf.ts";
 import { elementCount } from "../util/shape.ts";
 import type { GradResult } from "./replica.ts";
@@ -44,6 +48,11 @@ export interface EngineOptions {
   /** The workers' backend; default NORMTUNE_BACKEND, else auto. */
   backend?: BackendName;
   /**
+   * The workers' product (lib/backend/gemm_choice.ts); default the calling thread's, with its OpenBLAS
+   * thread count (process-wide: callers choose 1 for several workers, `blasThreads`).
+   */
+  gemm?: GemmRequest;
+  /**
    * Rows per forward/backward pass inside each replica (gradient accumulation; 0 = all of its share):
    * bounds activation memory, e.g. for bert-base on the 4 GiB wasm heap.
    */
@@ -52,6 +61,8 @@ export interface EngineOptions {
 
 export interface GradientEngine {
   readonly workers: number;
+  /** What the workers compute under (the same for all): "wasm", "wasm+openblas-t1", ... */
+  readonly identity: string;
   /**
    * Mean loss over the batch and its gradients for `names` (trained parameters only). `training`
    * turns dropout on (default true); `seed` fixes its masks. The gradient arrays belong to the engine
@@ -124,19 +135,19 @@ interface Pending {
 class WorkerHandle {
   readonly worker: Worker;
   #pending = new Map<number, Pending>();
-  #ready: Promise<void>;
+  #ready: Promise<string>;
   #failed?: Error;
 
   constructor(readonly index: number, init: ToWorker, transfer: Transferable[]) {
     this.worker = new Worker(new URL("./worker.ts", import.meta.url).href, { type: "module" });
-    let readyResolve!: () => void, readyReject!: (e: Error) => void;
+    let readyResolve!: (identity: string) => void, readyReject!: (e: Error) => void;
     this.#ready = new Promise((res, rej) => {
       readyResolve = res;
       readyReject = rej;
     });
     this.worker.onmessage = (e: MessageEvent<FromWorker>) => {
       const m = e.data;
-      if (m.type === "ready") return readyResolve();
+      if (m.type === "ready") return readyResolve(m.backend);
       if (m.type === "error" && m.id === undefined) {
         const err = this.fail(`worker ${index}: ${m.message}`);
         return readyReject(err);
@@ -163,7 +174,8 @@ class WorkerHandle {
     return err;
   }
 
-  ready(): Promise<void> {
+  /** Resolves with the identity the worker computes under. */
+  ready(): Promise<string> {
     return this.#ready;
   }
 
@@ -195,6 +207,7 @@ class WorkerEngine implements GradientEngine {
     private handles: WorkerHandle[],
     private microBatch: number,
     private shapes: Map<string, number[]>,
+    readonly identity: string,
   ) {
     const sizes = new Map([...shapes].map(([name, shape]) => [name, elementCount(shape)]));
     this.#grads = handles.map(() => new Buffers(sizes, true));
@@ -275,6 +288,12 @@ class WorkerEngine implements GradientEngine {
   }
 }
 
+/** The calling thread's product as a request: the same product, threads and OpenBLAS library file. */
+function mainGemm(): GemmRequest {
+  const s = currentGemm();
+  return s.blas ? { name: s.name, threads: s.threads, paths: [s.blas.path] } : { name: s.name };
+}
+
 /** Starts the engine: one Deno Worker per requested worker, each initialised with a copy of `tensors`. */
 export async function createGradientEngine(opts: EngineOptions): Promise<GradientEngine> {
   const workers = opts.workers ?? 1;
@@ -282,11 +301,13 @@ export async function createGradientEngine(opts: EngineOptions): Promise<Gradien
     throw new Error(`gradient engine: workers must be a positive integer, got ${workers}`);
   }
   const backend = opts.backend ?? backendFromEnv();
+  const gemm = opts.gemm ?? mainGemm();
   const microBatch = opts.microBatch ?? 0;
   if (!Number.isInteger(microBatch) || microBatch < 0) {
     throw new Error(`gradient engine: microBatch must be an integer >= 0, got ${microBatch}`);
   }
   const handles: WorkerHandle[] = [];
+  let identities: string[];
   try {
     for (let i = 0; i < workers; i++) {
       const wire: WireTensor[] = [...opts.tensors].map(([name, t]) => [name, [...t.shape], t.data.slice()]);
@@ -296,13 +317,19 @@ export async function createGradientEngine(opts: EngineOptions): Promise<Gradien
         numLabels: opts.numLabels,
         tensors: wire,
         backend,
+        gemm,
       };
       handles.push(new WorkerHandle(i, init, buffers(wire.map((t) => t[2]))));
     }
-    await Promise.all(handles.map((h) => h.ready()));
+    identities = await Promise.all(handles.map((h) => h.ready()));
+    if (new Set(identities).size > 1) {
+      throw new Error(
+        `gradient engine: the workers compute under different backends: ${identities.join(", ")}`,
+      );
+    }
   } catch (err) {
     for (const h of handles) h.close();
     throw err;
   }
-  return new WorkerEngine(handles, microBatch, parameterShapes(opts.config, opts.numLabels));
+  return new WorkerEngine(handles, microBatch, parameterShapes(opts.config, opts.numLabels), identities[0]);
 }

@@ -4,6 +4,7 @@
  * SharedArrayBuffers that the engine allocated once (gradients out, parameters in), so a step moves no
  * data through messages.
  */
+import type { GemmRequest } from "../backend/gemm_choice.ts";
 import type { BackendName } from "../tf.ts";
 import type { BertConfig } from "../bert/config.ts";
 
@@ -20,7 +21,15 @@ export interface WireBatch {
 }
 
 export type ToWorker =
-  | { type: "init"; config: BertConfig; numLabels: number; tensors: WireTensor[]; backend: BackendName }
+  | {
+    type: "init";
+    config: BertConfig;
+    numLabels: number;
+    tensors: WireTensor[];
+    backend: BackendName;
+    /** The main thread's product (and OpenBLAS's library file), so that both compute alike. */
+    gemm: GemmRequest;
+  }
   | {
     type: "grads";
     id: number;
@@ -36,6 +45,7 @@ export type ToWorker =
   | { type: "close" };
 
 export type FromWorker =
+  /** `backend`: the identity the worker computes under, e.g. "wasm" or "wasm+openblas-t1". */
   | { type: "ready"; backend: string }
   | { type: "grads"; id: number; loss: number; heapBytes?: number }
   | { type: "set"; id: number }

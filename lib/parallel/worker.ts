@@ -4,6 +4,7 @@
  * engine.ts; see protocol.ts for the messages.
  */
 import { BertClassifier } from "../bert/model.ts";
+import { chooseGemm, gemmIdentity } from "../backend/gemm_choice.ts";
 import { initBackend } from "../tf.ts";
 import { assignParams, computeGrads } from "./replica.ts";
 import type { FromWorker, ToWorker } from "./protocol.ts";
@@ -24,9 +25,11 @@ async function handle(msg: ToWorker): Promise<void> {
   switch (msg.type) {
     case "init": {
       const backend = await initBackend(msg.backend);
+      // This isolate's kernels read their own product choice: the main thread's, passed on.
+      const gemm = chooseGemm(backend, msg.gemm);
       const tensors = new Map(msg.tensors.map(([name, shape, data]) => [name, { shape, data }]));
       model = new BertClassifier(msg.config, msg.numLabels, tensors);
-      send({ type: "ready", backend });
+      send({ type: "ready", backend: gemmIdentity(backend, gemm) });
       return;
     }
     case "grads": {

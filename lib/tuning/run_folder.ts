@@ -57,6 +57,8 @@ export interface RunConfig {
   trainable: TrainableCounts;
   trainedTensors: string[];
   maskInfo?: Record<string, unknown>;
+  /** The OpenBLAS the products ran on (`--gemm openblas`): its build, core and threads. */
+  gemm?: { gemm: "openblas"; threads: number; config: string; core: string };
   createdAt: string;
 }
 

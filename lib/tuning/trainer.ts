@@ -3,7 +3,8 @@
  * resumable state. `finetune(options)` is what the CLI, notebooks and the experiment runner call.
  *
  * One run writes, in its folder OUT:
- * - `config.json`: every argument, the model folder, backend, data sizes and trainable counts;
+ * - `config.json`: every argument, the model folder, backend, data sizes and trainable counts (and with
+ *   `gemm: "openblas"` OpenBLAS's build and core);
  * - `state/state.safetensors`: trained parameters, Adam moments, step and metrics so far (one file, so
  *   one atomic rename); saved every `saveEvery` steps and at each epoch end, removed when the run ends;
  * - `metrics.json`: dev metrics and train loss per epoch, the best epoch, timings (`finished: true` once
@@ -38,7 +39,8 @@
 import { resolve } from "node:path";
 import { BertClassifier } from "../bert/model.ts";
 import { createGradientEngine, type GradientEngine } from "../parallel/engine.ts";
-import { type BackendName, initBackend } from "../tf.ts";
+import { gemmDescription, type GemmName } from "../backend/gemm_choice.ts";
+import { type BackendName, initBackend, initCompute } from "../tf.ts";
 import { removeStaleTemps, writeJsonAtomic } from "../util/atomic.ts";
 import { acquireLock } from "../util/lock.ts";
 import { trainEpochs } from "./epochs.ts";
@@ -86,6 +88,13 @@ export interface FinetuneOptions extends Omit<HyperparameterOptions, "workers"> 
   fresh?: boolean;
   /** Backend; default NORMTUNE_BACKEND, else auto. */
   backend?: BackendName;
+  /**
+   * The wasm backend's product (lib/backend/gemm_choice.ts); default NORMTUNE_GEMM, else wasm. OpenBLAS
+   * gives the run another identity (backend "wasm+openblas-tN").
+   */
+  gemm?: GemmName;
+  /** OpenBLAS threads; default `blasThreads(workers)`: 1 with several workers, else up to 2. */
+  gemmThreads?: number;
   glueDir?: string;
   /** No progress lines or notes on stderr. */
   quiet?: boolean;
@@ -112,7 +121,14 @@ export async function finetune(options: FinetuneOptions): Promise<RunResult> {
   const backend = await initBackend(o.backend);
   // Every argument is checked before anything is written to OUT.
   const workers = o.workers === "auto" ? autoWorkers(backend, o.batchSize ?? DEFAULTS.batchSize) : o.workers;
-  const identity = await identityOf({ ...o, workers }, backend);
+  // The product, and with OpenBLAS its thread count, once the worker count is known.
+  const compute = await initCompute({
+    backend: o.backend,
+    gemm: o.gemm,
+    gemmThreads: o.gemmThreads,
+    workers: workers ?? 1,
+  });
+  const identity = await identityOf({ ...o, workers }, compute.identity);
   if (backend === "webgpu" && identity.workers) {
     // The workers are CPU data parallelism (a wasm heap each); one GPU already runs the whole batch.
     throw new Error(
@@ -181,6 +197,7 @@ async function finetuneIn(
     trainable: run.trainable,
     trainedTensors: [...run.selection.keys()],
     ...(run.maskInfo ? { maskInfo: run.maskInfo } : {}),
+    ...(gemmDescription() ? { gemm: gemmDescription() } : {}),
     createdAt: new Date().toISOString(),
   };
   if (!existing.config) await writeJsonAtomic(paths.config, config);
@@ -221,6 +238,10 @@ async function finetuneIn(
         backend: o.backend,
         microBatch: identity.microBatch,
       });
+      if (engine.identity !== identity.backend) {
+        // Their gradients would carry other bits than the run's identity says.
+        throw new Error(`the workers compute under ${engine.identity}, the run under ${identity.backend}`);
+      }
       await engine.setParams(await runner.trainedValues()); // a resumed run's values
     }
     const resumedFrom = state.step;

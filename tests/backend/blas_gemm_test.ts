@@ -1,14 +1,27 @@
 /**
- * The experimental OpenBLAS product (lib/backend/blas_gemm.ts) on the wasm heap: the same cases as the
- * SIMD product's test, and a heap that grows between calls. Skipped where no OpenBLAS is installed.
+ * The OpenBLAS product (lib/backend/blas_gemm.ts) on the wasm heap: the same cases as the SIMD product's
+ * test, and a heap that grows between calls; loading errors name the paths tried. OpenBLAS is required
+ * (tools/setup.sh installs Debian's libopenblas0-pthread): never skipped.
  */
 import assert from "node:assert/strict";
-import { blasLayout, blasProduct, openBlas } from "../../lib/backend/blas_gemm.ts";
+import { blasLayout, blasProduct, loadOpenBlas, OPENBLAS_PATHS } from "../../lib/backend/blas_gemm.ts";
 import { Io, type Mat } from "../../lib/backend/kernel_io.ts";
 import { initBackend, tf } from "../../lib/tf.ts";
 import { values } from "../tensors.ts";
 
-const blas = openBlas();
+Deno.test("OpenBLAS loads from the usual paths and says what it is; a missing one names every path tried", () => {
+  const blas = loadOpenBlas();
+  assert.ok(OPENBLAS_PATHS.includes(blas.path), blas.path);
+  assert.match(blas.config, /OpenBLAS \d+\.\d+/);
+  assert.ok(blas.corename.length > 0);
+  assert.equal(loadOpenBlas([blas.path]), blas, "loaded once per isolate");
+  assert.throws(
+    () => loadOpenBlas(["/nonexistent/libopenblas.so.0", "/nonexistent/other.so"]),
+    (err: Error) =>
+      /tried \/nonexistent\/libopenblas\.so\.0 \(.+\), \/nonexistent\/other\.so \(.+\)/.test(err.message) &&
+      /libopenblas0-pthread/.test(err.message) && /--gemm wasm/.test(err.message),
+  );
+});
 
 Deno.test("CBLAS layouts of strided operands", () => {
   assert.deepEqual(blasLayout(10, 1, 4, 8), { trans: false, ld: 10 });
@@ -20,12 +33,12 @@ Deno.test("CBLAS layouts of strided operands", () => {
 
 Deno.test({
   name: "cblas_sgemm on the wasm heap: edges, transposes, alpha, bias, a heap that grows",
-  ignore: !blas,
   fn: async () => {
+    const blas = loadOpenBlas();
     await initBackend("wasm");
     const backend = tf.backend();
     const io = new Io(backend);
-    blas!.setThreads(1);
+    blas.setThreads(1);
     const cases = [
       { m: 4, k: 8, n: 8, transA: false, transB: false, alpha: 1, bias: false },
       { m: 7, k: 5, n: 13, transA: true, transB: false, alpha: 0.125, bias: true },
@@ -47,7 +60,7 @@ Deno.test({
         const c = io.alloc([2 + m * (n + 2)]);
         io.data(c).fill(7);
         const ok = blasProduct(
-          blas!,
+          blas,
           backend,
           { t: ai, ...am },
           { t: bi, ...bm },

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { BenchReport } from "../../lib/bench/report.ts";
+import { blasThreads, currentGemm } from "../../lib/backend/gemm_choice.ts";
 import { main } from "../../tools/bench.ts";
 import { tempDir } from "../env.ts";
 
@@ -49,9 +50,49 @@ Deno.test("deno task bench --quick: every case runs (1 and 2 workers) and the JS
   }
 });
 
+Deno.test("deno task bench --quick --gemm wasm,openblas: every case on each product, named in the JSON", async () => {
+  const [dir, cleanup] = await tempDir();
+  try {
+    const out = join(dir, "bench.json");
+    const args = ["--quick", "--modes", "layernorm", "--gemm", "wasm,openblas", "--no-profile", "--out", out];
+    assert.equal(await main(args), 0);
+    const report = JSON.parse(await Deno.readTextFile(out)) as BenchReport;
+    assert.match(report.openblas?.config ?? "", /OpenBLAS/);
+    const t = blasThreads(1);
+    assert.deepEqual(report.cases.map((c) => `${c.kind}/${c.workers}/${c.gemm}`), [
+      `layernorm/1/wasm`,
+      `layernorm/1/openblas-t${t}`,
+      `layernorm/2/wasm`,
+      `layernorm/2/openblas-t1`,
+      `eval/1/wasm`,
+      `eval/1/openblas-t${t}`,
+      `fisher-layernorm/1/wasm`,
+      `fisher-layernorm/1/openblas-t${t}`,
+    ]);
+    for (const c of report.cases) assert.equal(c.error, undefined, `${c.kind} ${c.gemm}: ${c.error}`);
+    // The same step from the same weights on either product: the same loss to rounding.
+    const loss = (gemm: string) =>
+      report.cases.find((c) => c.kind === "layernorm" && c.gemm === gemm)!.losses[0];
+    assert.ok(Math.abs(loss("wasm") - loss(`openblas-t${t}`)) < 1e-4);
+    // The fused kernels' products on each product (OpenBLAS on 1 thread and on a process's default).
+    const kp = report.shapes[0].kernelProducts!;
+    assert.deepEqual(
+      kp.map((r) => `${r.form}/${r.gemm}`),
+      ["wasm", ...new Set(["openblas-t1", `openblas-t${t}`])].flatMap((
+        g,
+      ) => [`kernelDense/${g}`, `kernelScores/${g}`]),
+    );
+    assert.ok(kp.every((r) => r.gflops > 0));
+    assert.equal(currentGemm().name, "wasm", "the bench puts the product back");
+  } finally {
+    await cleanup();
+  }
+});
+
 Deno.test("bench flags are checked", async () => {
   await assert.rejects(() => main(["--shapes", "huge"]), /--shapes: "huge" is not one of tiny, mini, base/);
   await assert.rejects(() => main(["--workers", "0"]), /--workers: "0" is not a positive integer/);
+  await assert.rejects(() => main(["--gemm", "mkl"]), /--gemm: "mkl" is not one of wasm, openblas/);
 });
 
 Deno.test("deno task bench --job --quick: a whole finetune job on 64 RTE examples, and its JSON", async () => {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { JOB, jobModel, jobOptions, jobPlan, QUICK_JOB, runJobs } from "../../lib/bench/job.ts";
+import { currentGemm } from "../../lib/backend/gemm_choice.ts";
 import { sharedGlue, sharedModel, tempDir } from "../env.ts";
 
 /** Whether Debian's python3 has torch (the reference runs where it does; elsewhere its absence is a note). */
@@ -70,6 +71,25 @@ Deno.test("runJobs: finetune and PyTorch's same job, or a note where python3-tor
     assert.equal(c.torch, undefined);
     assert.match(c.torchNote ?? "", /torch_job\.py|python3/);
   }
+});
+
+Deno.test("runJobs --gemm wasm,openblas: each job on each product in turn, named; the same batches to rounding", async () => {
+  const job = await runJobs({
+    shapes: ["tiny"],
+    modes: ["layernorm"],
+    workers: [2],
+    gemms: ["wasm", "openblas"],
+    settings: QUICK_JOB,
+    warmup: false,
+    torch: false,
+    glueDir: sharedGlue(),
+  }, () => {});
+  assert.deepEqual(job.cases.map((c) => `${c.workers}/${c.gemm}`), ["2/wasm", "2/openblas-t1"]);
+  for (const c of job.cases) assert.equal(c.error, undefined, c.error);
+  const [wasm, blas] = job.cases;
+  assert.equal(wasm.steps, blas.steps);
+  assert.ok(Math.abs(wasm.trainLoss - blas.trainLoss) < 1e-4, `${wasm.trainLoss} vs ${blas.trainLoss}`);
+  assert.equal(currentGemm().name, "wasm", "runJobs puts the product back");
 });
 
 Deno.test("jobModel: tiny is bert-tiny-v2; mini a mini-shaped folder, else a random one written for the run", async () => {

@@ -17,6 +17,7 @@ function result(workers: number): CaseResult {
     kind: "layernorm",
     shape: "tiny",
     workers,
+    gemm: workers === 1 ? "wasm" : "openblas-t1",
     batch: 32,
     seq: 128,
     trainable: 1538,
@@ -50,9 +51,9 @@ Deno.test("report case: fraction of the matMul peak (per worker) and the PyTorch
   const table = formatCases([one, two]);
   assert.match(
     table.split("\n")[1],
-    /tiny\s+layernorm\s+1\s+32x128\s+0\.500\s+0\.400\s+64\.0\s+10\.0\s+50%\s+0\.250\s+2\.00x\s+-\s+512\s+1024/,
+    /tiny\s+layernorm\s+wasm\s+1\s+32x128\s+0\.500\s+0\.400\s+64\.0\s+10\.0\s+50%\s+0\.250\s+2\.00x\s+-\s+512\s+1024/,
   );
-  assert.match(table.split("\n")[2], /25%\s+-\s+-/);
+  assert.match(table.split("\n")[2], /tiny\s+layernorm\s+openblas-t1\s+2\s+32x128.*25%\s+-\s+-/);
 });
 
 Deno.test("job table: normtune and PyTorch seconds, ratio; an error row says why", () => {
@@ -61,6 +62,7 @@ Deno.test("job table: normtune and PyTorch seconds, ratio; an error row says why
     model: "bert-tiny-v2",
     mode: "layernorm",
     workers: 2,
+    gemm: "openblas-t1",
     examples: 640,
     steps: 20,
     batch: 32,
@@ -97,11 +99,11 @@ Deno.test("job table: normtune and PyTorch seconds, ratio; an error row says why
   const [head, ok, bad] = text.split("\n");
   assert.match(
     head,
-    /^shape\s+mode\s+wk\s+examples\s+steps\s+pad\s+train s\s+eval s\s+whole s\s+torch s\s+ratio/,
+    /^shape\s+mode\s+gemm\s+wk\s+examples\s+steps\s+pad\s+train s\s+eval s\s+whole s\s+torch s\s+ratio/,
   );
   assert.match(
     ok,
-    /^tiny\s+layernorm\s+2\s+640\s+20\s+25%\s+8\.000\s+1\.000\s+12\.0\s+10\.0\s+0\.80x\s+0\.690\s+0\.700$/,
+    /^tiny\s+layernorm\s+openblas-t1\s+2\s+640\s+20\s+25%\s+8\.000\s+1\.000\s+12\.0\s+10\.0\s+0\.80x\s+0\.690\s+0\.700$/,
   );
-  assert.match(bad, /^tiny\s+full\s+2\s+640\s+error: boom$/);
+  assert.match(bad, /^tiny\s+full\s+openblas-t1\s+2\s+640\s+error: boom$/);
 });

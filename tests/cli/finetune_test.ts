@@ -14,17 +14,21 @@ import { tinyWorld } from "../tuning/fixture.ts";
 
 const MAIN = join(ROOT, "lib", "cli", "main.ts");
 
-function command(args: string[]): Deno.Command {
+function command(args: string[], env?: Record<string, string>): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN, ...args],
     cwd: ROOT,
     stdout: "piped",
     stderr: "piped",
+    env,
   });
 }
 
-async function normtune(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const r = await command(args).output();
+async function normtune(
+  args: string[],
+  env?: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const r = await command(args, env).output();
   const dec = new TextDecoder();
   return { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
 }
@@ -160,6 +164,37 @@ Deno.test("finetune usage errors name the flag", async () => {
   const twice = await normtune(["finetune", "--model", "x", "--lr", "0.01", "--lr", "0.02"]);
   assert.equal(twice.code, 2);
   assert.match(twice.stderr, /--lr is given more than once/);
+});
+
+Deno.test("finetune --gemm openblas: its identity in the summary; a wrong name or a missing OpenBLAS is an error, nothing written", async () => {
+  const w = await tinyWorld(16, 8);
+  try {
+    const args = (out: string, gemm: string) =>
+      ["finetune", "--model", w.model, "--task", "RTE", "--mode", "bitfit", "--glue-dir", w.glue]
+        .concat(["--max-len", "24", "--batch-size", "8", "--workers", "2", "--gemm", gemm, "--out", out]);
+    const ok = await normtune(args(join(w.dir, "ok"), "openblas"));
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /backend wasm\+openblas-t1\)/);
+    const bad = await normtune(args(join(w.dir, "bad"), "mkl"));
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--gemm mkl is not a product; use one of wasm, openblas/);
+    const missing = join(w.dir, "missing");
+    const r = await normtune(args(missing, "openblas"), {
+      NORMTUNE_OPENBLAS: "/nonexistent/libopenblas.so.0",
+    });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /OpenBLAS could not be loaded; tried \/nonexistent\/libopenblas\.so\.0 \(/);
+    assert.equal(await exists(missing), false);
+    // The environment's choice, as the flag's.
+    const env = await normtune(args(join(w.dir, "env"), "wasm").slice(0, -4).concat(["--out", missing]), {
+      NORMTUNE_GEMM: "openblas",
+      NORMTUNE_OPENBLAS: "/nonexistent/libopenblas.so.0",
+    });
+    assert.equal(env.code, 1);
+    assert.match(env.stderr, /OpenBLAS could not be loaded/);
+  } finally {
+    await w.cleanup();
+  }
 });
 
 Deno.test("finetune --max-len beyond the model's positions: a usage error, nothing written", async () => {

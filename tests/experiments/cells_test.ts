@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { chooseGemm } from "../../lib/backend/gemm_choice.ts";
 import { studyExecutors } from "../../lib/experiments/cells.ts";
 import { closure } from "../../lib/experiments/grid.ts";
 import {
@@ -23,6 +24,7 @@ import {
   controlCell,
   findGrid,
   finetuneCell,
+  fisherCell,
   studyContext,
   studyGrids,
 } from "../../lib/experiments/study.ts";
@@ -166,6 +168,44 @@ Deno.test("the controls run through the executors: head, head-pooler, full and L
       "classifier.weight",
     ]);
   } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("the study on OpenBLAS: Fisher and fine-tuning cells computed with it, described in their records; a cell declared for another product is refused", async () => {
+  const [dir, cleanup] = await tempDir();
+  try {
+    const ctx = await studyContext(tinyProfile(), {
+      backend: "wasm",
+      gemm: "openblas",
+      glueDir: sharedGlue(),
+    });
+    assert.equal(ctx.backend, "wasm+openblas-t1");
+    const cells = [fisherCell(ctx, "RTE"), finetuneCell(ctx, "RTE", "layernorm", 0, 1e-3)];
+    const store = new ResultStore(join(dir, "results"), join(dir, "runs"));
+    const env = { modelDir: ctx.modelDir, glueDir: ctx.glueDir, backend: "wasm" as const, verbose: false };
+    const executors = studyExecutors({ ...env, gemm: "openblas" });
+    assert.equal((await new Runner({ store, executors }).runAll(cells)).computed, 2);
+    for (const c of cells) {
+      const rec = (await store.read(c.id))!;
+      assert.equal(rec.config.backend, "wasm+openblas-t1");
+      assert.deepEqual(rec.meta?.openblas, ctx.compute!.openblas, c.kind);
+    }
+    // The run folder says so too: one thread, whatever this machine's cores.
+    const config = JSON.parse(await Deno.readTextFile(join(store.runDir(cells[1].id), "config.json")));
+    assert.equal(config.identity.backend, "wasm+openblas-t1");
+    assert.equal(config.gemm.threads, 1);
+    // Executors on the wasm product refuse a cell whose id says OpenBLAS (its record would lie).
+    await assert.rejects(
+      new Runner({
+        store: new ResultStore(join(dir, "r2"), join(dir, "runs2")),
+        executors: studyExecutors(env),
+      })
+        .runAll([cells[1]]),
+      /declared for backend wasm\+openblas-t1 but was computed with wasm/,
+    );
+  } finally {
+    chooseGemm("wasm", { name: "wasm" });
     await cleanup();
   }
 });

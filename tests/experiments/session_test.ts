@@ -17,6 +17,8 @@ import { sharedGlue, sharedModel, tempDir } from "../env.ts";
 import { PROFILES } from "../../lib/experiments/profiles.ts";
 import { findGrid, selectionCells, studyGrids } from "../../lib/experiments/study.ts";
 import { fakeContext } from "./fake_context.ts";
+import { parseFlags } from "../../lib/cli/flags.ts";
+import { passthrough, STUDY_FLAGS } from "../../lib/cli/grid.ts";
 
 async function normtune(args: string[], env: Record<string, string>) {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -45,6 +47,20 @@ Deno.test("grid lists, counts and estimates; run-cell runs one cell by index", a
     assert.match(list.stdout, /^main\s+32 cells/m);
     // Not declared before main has chosen the LayerNorm rates, but counted.
     assert.match(list.stdout, /^crosstask\s+6 cells .*\[6 wait on main's chosen rates\]$/m);
+
+    // OpenBLAS products: other cells (other ids), the same grids.
+    const listed = (text: string) => [...text.matchAll(/^\s*\d+\s+([0-9a-f]{16})\s/gm)].map((m) => m[1]);
+    const wasmList = await normtune(["grid", "--grid", "fisher", "--list"], env);
+    const blasList = await normtune(["grid", "--grid", "fisher", "--list", "--gemm", "openblas"], env);
+    assert.equal(blasList.code, 0, blasList.stderr);
+    assert.equal(listed(blasList.stdout).length, 2);
+    assert.equal(listed(wasmList.stdout).length, 2);
+    assert.equal(listed(blasList.stdout).filter((id) => listed(wasmList.stdout).includes(id)).length, 0);
+    assert.deepEqual(
+      passthrough(parseFlags(["--gemm", "openblas", "--verbose"], STUDY_FLAGS)),
+      ["--gemm", "openblas", "--verbose"],
+      "grid --jobs hands the product to its shards",
+    );
 
     const count = await normtune(["grid", "--grid", "main", "--count"], env);
     assert.equal(count.stdout.trim(), "32");

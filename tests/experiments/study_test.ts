@@ -22,6 +22,7 @@ import { getProfile } from "../../lib/experiments/profiles.ts";
 import type { TaskName } from "../../lib/glue/tasks.ts";
 import { sharedGlue, sharedModel } from "../env.ts";
 import { fakeContext } from "./fake_context.ts";
+import { chooseGemm } from "../../lib/backend/gemm_choice.ts";
 
 /** Every task's full and LayerNorm rates chosen (the first of each class's list unless given). */
 function allChosen(ctx: StudyContext, lr: Partial<Record<"full" | "layernorm", number>> = {}): ChosenRates {
@@ -213,6 +214,32 @@ Deno.test("every identity input reaches the ids, and only where it belongs", () 
   }
 });
 
+Deno.test("a committed cpu record keeps its id: the default (wasm) product adds nothing to a cell's config", () => {
+  // results/cpu/05714629d1228e09.json, "finetune STS-B layernorm lr 3e-3 seed 0", computed on the wasm
+  // product: its model and data identities, and the id its configuration hashes to.
+  const file = (sha256: string, bytes: number) => ({ sha256, bytes, examples: 1, tokens: 1 });
+  const ctx = fakeContext(PROFILES.cpu, {
+    model: { sha256: "cb7e603b1b331b4f29eaa498086ac005522709bbd447798b3e4359a0e477d5a7", bytes: 17737792 },
+    data: {
+      "STS-B": {
+        train: file("41c4d978b6162abdcada7e49a982211954cca5459c228db478af333124b257a2", 984099),
+        dev: file("fe7dc0632a5033562f3cadff991f6e8d9b9b6311861660e78c3c82eb7db67f59", 276928),
+      },
+    },
+  });
+  assert.equal(finetuneCell(ctx, "STS-B", "layernorm", 0, 3e-3).id, "05714629d1228e09");
+  // The same cell on OpenBLAS is another cell (other bits); the description is not hashed.
+  const blas = { ...ctx, backend: "wasm+openblas-t1" };
+  assert.notEqual(finetuneCell(blas, "STS-B", "layernorm", 0, 3e-3).id, "05714629d1228e09");
+  const described = {
+    ...blas,
+    compute: { backend: "wasm", gemm: "openblas" as const, openblas: { threads: 1, config: "x", core: "y" } },
+  };
+  const cell = finetuneCell(described, "STS-B", "layernorm", 0, 3e-3);
+  assert.equal(cell.id, finetuneCell(blas, "STS-B", "layernorm", 0, 3e-3).id);
+  assert.deepEqual(cell.meta.openblas, { threads: 1, config: "x", core: "y" });
+});
+
 Deno.test("costs follow data size, tokens per example, batch and epochs", () => {
   const ctx = fakeContext(PROFILES.cpu);
   ctx.data.RTE = { train: { ...ctx.data.RTE!.train, tokens: 80 }, dev: { ...ctx.data.RTE!.dev, tokens: 80 } };
@@ -271,4 +298,27 @@ Deno.test("studyContext hashes the shared model and GLUE files", async () => {
   assert.ok(ctx.data.RTE!.train.examples > 2000 && ctx.data.RTE!.dev.examples > 200);
   assert.notEqual(ctx.data.RTE!.train.sha256, ctx.data["STS-B"]!.train.sha256);
   await assert.rejects(() => studyContext(profile, { backend: "cpu", glueDir: "/nonexistent" }), /GLUE_DIR/);
+  // The default product: the backend's name alone, as every committed record has it.
+  const wasm = await studyContext(profile, { backend: "wasm", glueDir: sharedGlue() });
+  assert.equal(wasm.backend, "wasm");
+  assert.deepEqual(wasm.compute, { backend: "wasm", gemm: "wasm" });
+  // OpenBLAS: one thread whatever the machine (ids must not depend on it), described in each cell's meta.
+  const blas = await studyContext(profile, { backend: "wasm", gemm: "openblas", glueDir: sharedGlue() });
+  try {
+    assert.equal(blas.backend, "wasm+openblas-t1");
+    assert.equal(blas.compute?.openblas?.threads, 1);
+    assert.match(blas.compute?.openblas?.config ?? "", /OpenBLAS/);
+    const cells = studyGrids(blas).flatMap((g) => g.cells);
+    const computed = cells.filter((c) => c.kind === "finetune" || c.kind === "fisher");
+    assert.ok(computed.length > 0 && computed.every((c) => c.config.backend === "wasm+openblas-t1"));
+    assert.ok(
+      cells.every((c) => (c.meta.openblas as { core: string }).core === blas.compute!.openblas!.core),
+    );
+    await assert.rejects(
+      () => studyContext(profile, { backend: "cpu", gemm: "openblas", glueDir: sharedGlue() }),
+      /is for the wasm backend/,
+    );
+  } finally {
+    chooseGemm("wasm", { name: "wasm" });
+  }
 });

@@ -6,6 +6,7 @@ import { readConfig } from "../../lib/bert/config.ts";
 import { BertClassifier } from "../../lib/bert/model.ts";
 import { isLayerNorm, parameterShapes } from "../../lib/bert/names.ts";
 import { readSafetensors } from "../../lib/bert/safetensors.ts";
+import { chooseGemm } from "../../lib/backend/gemm_choice.ts";
 import { createGradientEngine, shardSizes } from "../../lib/parallel/engine.ts";
 import { computeGrads } from "../../lib/parallel/replica.ts";
 
@@ -98,6 +99,47 @@ Deno.test("workers give the in-process gradients (two to rounding, one exactly),
   } finally {
     local.dispose();
     await two.dispose();
+  }
+});
+
+Deno.test("workers run the calling thread's product: OpenBLAS on one thread, the wasm product's gradients to rounding", async () => {
+  await initBackend("wasm");
+  const g = await golden();
+  const names = [...parameterShapes(g.config, g.numLabels).keys()];
+  const wasmEngine = await createGradientEngine({ ...g, workers: 2, backend: "wasm" });
+  let wasm;
+  try {
+    assert.equal(wasmEngine.identity, "wasm");
+    const r = await wasmEngine.grads(g.batch, g.labels, names, 1, false);
+    wasm = new Map([...r.grads].map(([k, v]) => [k, v.slice()]));
+  } finally {
+    await wasmEngine.dispose();
+  }
+  chooseGemm("wasm", { name: "openblas", threads: 1 });
+  try {
+    const two = await createGradientEngine({ ...g, workers: 2, backend: "wasm" });
+    try {
+      assert.equal(two.identity, "wasm+openblas-t1");
+      const a = await two.grads(g.batch, g.labels, names, 1, false);
+      const aGrads = new Map([...a.grads].map(([k, v]) => [k, v.slice()]));
+      const b = await two.grads(g.batch, g.labels, names, 1, false);
+      assert.equal(maxDiff(aGrads, b.grads), 0, "repeats bitwise");
+      assert.ok(maxDiff(aGrads, wasm) < 1e-5, `max difference to the wasm product ${maxDiff(aGrads, wasm)}`);
+    } finally {
+      await two.dispose();
+    }
+    // A product the workers cannot start is the engine's error, naming the worker.
+    await assert.rejects(
+      createGradientEngine({
+        ...g,
+        workers: 1,
+        backend: "wasm",
+        gemm: { name: "openblas", paths: ["/nonexistent/libopenblas.so.0"] },
+      }),
+      /gradient engine: worker 0: OpenBLAS could not be loaded; tried \/nonexistent\/libopenblas\.so\.0/,
+    );
+  } finally {
+    chooseGemm("wasm", { name: "wasm" });
   }
 });
 
