@@ -25,9 +25,12 @@ export interface TorchResult {
   examples_per_s: number;
 }
 
-export type TorchOutcome =
-  | { available: true; script: string; result: TorchResult; wallSeconds: number }
+/** A reference run's result, or why there is none (a missing script, interpreter or torch). */
+export type ReferenceOutcome<R> =
+  | { available: true; script: string; result: R; wallSeconds: number }
   | { available: false; reason: string };
+
+export type TorchOutcome = ReferenceOutcome<TorchResult>;
 
 export interface TorchOptions {
   shape: ShapeName;
@@ -88,9 +91,7 @@ export interface TorchJobResult {
   examples_per_s: number;
 }
 
-export type TorchJobOutcome =
-  | { available: true; script: string; result: TorchJobResult; wallSeconds: number }
-  | { available: false; reason: string };
+export type TorchJobOutcome = ReferenceOutcome<TorchJobResult>;
 
 /** The whole-job reference: NORMTUNE_TORCH_JOB, else the project's tools/torch_job.py. */
 export function torchJobScript(): string | undefined {

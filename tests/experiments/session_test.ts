@@ -118,7 +118,8 @@ Deno.test("chosenRates: a task's rate once main has every run that chooses it, e
   try {
     const ctx = fakeContext(PROFILES.smoke); // SST-2, STS-B; rates full {1e-4, 1e-3}, sparse {1e-3, 1e-2}
     const store = new ResultStore(join(dir, "r"), join(dir, "w"));
-    const finish = async (cells: ReturnType<typeof selectionCells>, score: (lr: number) => number) => {
+    type Result = Record<string, unknown>;
+    const finish = async (cells: ReturnType<typeof selectionCells>, result: (lr: number) => Result) => {
       for (const c of cells) {
         await store.write({
           id: c.id,
@@ -126,7 +127,7 @@ Deno.test("chosenRates: a task's rate once main has every run that chooses it, e
           label: c.label,
           config: c.config,
           deps: {},
-          result: { score: score(Number(c.config.lr)) },
+          result: result(Number(c.config.lr)),
           artefacts: [],
           cost: 1,
           timings: { startedAt: "", finishedAt: "", seconds: 1 },
@@ -140,8 +141,8 @@ Deno.test("chosenRates: a task's rate once main has every run that chooses it, e
       "STS-B": { full: "main has 0 of 2 full runs", layernorm: "main has 0 of 2 layernorm runs" },
     });
     // SST-2's LayerNorm: the larger rate scores better; its full runs: one of two finished.
-    await finish(selectionCells(ctx, "SST-2", "layernorm"), (lr) => (lr === 1e-2 ? 0.7 : 0.6));
-    await finish(selectionCells(ctx, "SST-2", "full").slice(0, 1), () => 0.8);
+    await finish(selectionCells(ctx, "SST-2", "layernorm"), (lr) => ({ score: lr === 1e-2 ? 0.7 : 0.6 }));
+    await finish(selectionCells(ctx, "SST-2", "full").slice(0, 1), () => ({ score: 0.8 }));
     const chosen = await chosenRates(ctx, store);
     assert.deepEqual(chosen["SST-2"], { full: "main has 1 of 2 full runs", layernorm: 1e-2 });
     const topk = findGrid(studyGrids(ctx, chosen), "topk");
@@ -152,24 +153,13 @@ Deno.test("chosenRates: a task's rate once main has every run that chooses it, e
 
     // STS-B's LayerNorm: the larger rate diverged (its record has no score, as lib/experiments/cells.ts
     // writes it). The task's search is finished all the same, and the diverged rate ranks last.
-    for (const c of selectionCells(ctx, "STS-B", "layernorm")) {
-      const diverged = c.config.lr === 1e-2;
-      await store.write({
-        id: c.id,
-        kind: c.kind,
-        label: c.label,
-        config: c.config,
-        deps: {},
-        result: diverged
+    await finish(
+      selectionCells(ctx, "STS-B", "layernorm"),
+      (lr) =>
+        lr === 1e-2
           ? { score: null, diverged: { step: 2, epoch: 1, batch: 2, reason: "loss is NaN" } }
           : { score: -0.2 }, // a correlation below chance: still above a diverged run
-        artefacts: [],
-        cost: 1,
-        timings: { startedAt: "", finishedAt: "", seconds: 1 },
-        finishedAt: "",
-        host: "test",
-      });
-    }
+    );
     const after = await chosenRates(ctx, store);
     assert.equal(after["STS-B"]?.layernorm, 1e-3, "the diverged rate ranks below a finite -0.2");
     const declared = findGrid(studyGrids(ctx, after), "topk");
