@@ -1,6 +1,7 @@
 /**
  * Fused TensorFlow.js kernels for BERT training on the wasm and cpu backends: dense, LayerNorm, exact
- * GELU, attention's per-head products and the embedding gradient, each way. Their gradients are in
+ * GELU, attention's per-head products and the embedding gradient, each way; and the optimizer's AdamW
+ * update and non-finite check (lib/backend/optimizer_kernels.ts, no gradients). Their gradients are in
  * lib/backend/fused_gradients.ts, the ops that run them in lib/bert/fused_ops.ts; `installBackend`
  * (lib/backend/install.ts) registers them.
  *
@@ -21,6 +22,7 @@
 import type { tf } from "../tf.ts";
 import { elementCount } from "../util/shape.ts";
 import { type AnyBackend, Io, type Mat, type Out, type TI } from "./kernel_io.ts";
+import { adamwKernel, nonFiniteKernel, OPTIMIZER_KERNELS } from "./optimizer_kernels.ts";
 
 type KernelArgs = { inputs: Record<string, TI>; backend: AnyBackend; attrs: Record<string, unknown> };
 type Kernel = (args: KernelArgs) => TI | TI[];
@@ -42,6 +44,7 @@ export const FUSED = {
   context: "NormtuneAttnContext",
   contextGradP: "NormtuneAttnContextGradP",
   contextGradV: "NormtuneAttnContextGradV",
+  ...OPTIMIZER_KERNELS,
 } as const;
 
 /** Rows and width of a tensor seen as [rows, lastDim]. */
@@ -410,6 +413,8 @@ const KERNELS: [string, Kernel][] = [
   [FUSED.context, context],
   [FUSED.contextGradP, contextGradP],
   [FUSED.contextGradV, contextGradV],
+  [FUSED.adamw, adamwKernel],
+  [FUSED.nonFinite, nonFiniteKernel],
 ];
 
 /** The fused kernels as registrations for `backendName` (one whose tensors live in JavaScript-visible memory). */

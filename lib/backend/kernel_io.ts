@@ -71,7 +71,7 @@ export class Io {
   }
 
   /** Byte address of element `off` of `t` on the wasm heap. */
-  private address(t: TI, off = 0): number {
+  address(t: TI, off = 0): number {
     return (this.backend.dataIdMap.get(t.dataId).memoryOffset as number) + 4 * off;
   }
 

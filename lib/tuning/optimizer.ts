@@ -20,9 +20,29 @@
  *
  * Every read of a tensor's values here is `await data()`: webgpu cannot read synchronously under Deno,
  * and on wasm/cpu it gives the same values as `dataSync()`.
+ *
+ * The update is a sequence of tfjs ops per parameter (`#applyOps`), which every backend runs. Where the
+ * fused kernel `NormtuneAdamW` is registered (wasm and cpu: lib/backend/optimizer_kernels.ts) the same
+ * float32 operations run in one pass per parameter instead, with bitwise the same results; so does the
+ * non-finite check (`NormtuneNonFinite`). The exact sequence, per element, each step a tfjs kernel
+ * computing in float32 and rounding its result to float32, each JavaScript number entering as a float32
+ * scalar (`Math.fround` of it):
+ * ```
+ * g  = grad * scale                         Multiply   only with `scale` (the clipping coefficient)
+ * g  = g * maskFloat                        Multiply   masked parameters only
+ * m' = (m * beta1) + (g * (1 - beta1))      Multiply, Multiply, Add
+ * v' = (v * beta2) + (square(g) * (1 - beta2))   Multiply, Square, Multiply, Add
+ * p0 = p * (1 - lr * wd)                    Multiply   only when wd > 0 (else p0 = p)
+ * d  = (sqrt(v') / bc2Sqrt) + eps           Sqrt, RealDiv, Add
+ * p' = p0 - ((m' / d) * stepSize)           RealDiv, Multiply, Sub
+ * p' = maskFloat > 0 ? p' : p               Greater (made once), Select   masked parameters only
+ * ```
+ * where `1 - beta1`, `1 - beta2`, `1 - lr * wd`, `bc2Sqrt = Math.sqrt(1 - beta2 ** t)` and
+ * `stepSize = lr / (1 - beta1 ** t)` are computed in float64 by JavaScript and rounded once, as scalars.
  */
 import { isBias, isLayerNorm } from "../bert/names.ts";
 import type { TensorMap } from "../bert/safetensors.ts";
+import { type AdamWAttrs, OPTIMIZER_KERNELS } from "../backend/optimizer_kernels.ts";
 import { tf } from "../tf.ts";
 import type { Selection } from "./modes.ts";
 
@@ -32,6 +52,8 @@ export interface AdamWOptions {
   eps?: number;
   /** Decoupled weight decay (default 0.01); never applied to biases and LayerNorm parameters. */
   weightDecay?: number;
+  /** Run the tfjs op sequence even where the fused kernels are registered (the reference they match). */
+  ops?: boolean;
 }
 
 /** Biases and LayerNorm parameters get no weight decay. */
@@ -55,6 +77,11 @@ export class AdamW {
   readonly weightDecay: number;
   /** Updates applied so far. */
   step = 0;
+  /**
+   * true: the update and the non-finite check run as tfjs ops even where the fused kernels exist (set
+   * from `ops`; tests and timings switch it to compare both ways).
+   */
+  ops: boolean;
   /** The trained names, in the model's parameter order. */
   readonly names: string[];
   #slots = new Map<string, Slot>();
@@ -64,6 +91,7 @@ export class AdamW {
     this.beta2 = opts.beta2 ?? 0.999;
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0.01;
+    this.ops = opts.ops ?? false;
     this.names = [...params.keys()].filter((n) => selection.has(n));
     for (const name of selection.keys()) {
       if (!params.has(name)) throw new Error(`AdamW: trained parameter "${name}" is not in the model`);
@@ -107,30 +135,67 @@ export class AdamW {
     return out;
   }
 
-  /** One AdamW update at learning rate `lr`; `grads` must hold every trained name. */
-  apply(grads: Map<string, tf.Tensor>, lr: number): void {
+  /** Whether the fused kernel `name` runs here (it is registered for the active backend). */
+  #fused(name: string): boolean {
+    return !this.ops && tf.getKernel(name, tf.getBackend()) !== undefined;
+  }
+
+  /**
+   * One AdamW update at learning rate `lr`; `grads` must hold every trained name. With `scale` (a
+   * clipping coefficient) each gradient is first multiplied by it: the same bits as applying
+   * `tf.mul(grad, scale)` (what `clipByGlobalNorm` returns), without making those tensors.
+   */
+  apply(grads: Map<string, tf.Tensor>, lr: number, scale?: number): void {
     this.step++;
     const t = this.step;
     const stepSize = lr / (1 - this.beta1 ** t);
     const bc2Sqrt = Math.sqrt(1 - this.beta2 ** t);
+    const fused = this.#fused(OPTIMIZER_KERNELS.adamw);
     for (const name of this.names) {
       const s = this.#slots.get(name)!;
       const grad = grads.get(name);
       if (!grad) throw new Error(`AdamW: no gradient for trained parameter "${name}"`);
+      const attrs: AdamWAttrs = {
+        scale,
+        beta1: this.beta1,
+        oneMinusBeta1: 1 - this.beta1,
+        beta2: this.beta2,
+        oneMinusBeta2: 1 - this.beta2,
+        decay: s.weightDecay > 0 ? 1 - lr * s.weightDecay : undefined,
+        bc2Sqrt,
+        eps: this.eps,
+        stepSize,
+      };
       tf.tidy(() => {
-        const g = s.mask ? tf.mul(grad, s.mask.float) : grad;
-        const m = tf.add(tf.mul(s.m, this.beta1), tf.mul(g, 1 - this.beta1));
-        const v = tf.add(tf.mul(s.v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
-        let p: tf.Tensor = s.param;
-        if (s.weightDecay > 0) p = tf.mul(p, 1 - lr * s.weightDecay);
-        const denom = tf.add(tf.div(tf.sqrt(v), bc2Sqrt), this.eps);
-        p = tf.sub(p, tf.mul(tf.div(m, denom), stepSize));
-        if (s.mask) p = tf.where(s.mask.bool, p, s.param);
+        const [p, m, v] = fused ? this.#applyFused(s, grad, attrs) : this.#applyOps(s, grad, attrs);
         s.m.assign(m);
         s.v.assign(v);
         s.param.assign(p);
       });
     }
+  }
+
+  /** The update as tfjs ops (every backend); the sequence the header writes out. Call inside tf.tidy. */
+  #applyOps(s: Slot, grad: tf.Tensor, a: AdamWAttrs): tf.Tensor[] {
+    let g = a.scale === undefined ? grad : tf.mul(grad, a.scale);
+    if (s.mask) g = tf.mul(g, s.mask.float);
+    const m = tf.add(tf.mul(s.m, a.beta1), tf.mul(g, a.oneMinusBeta1));
+    const v = tf.add(tf.mul(s.v, a.beta2), tf.mul(tf.square(g), a.oneMinusBeta2));
+    let p: tf.Tensor = s.param;
+    if (a.decay !== undefined) p = tf.mul(p, a.decay);
+    const denom = tf.add(tf.div(tf.sqrt(v), a.bc2Sqrt), a.eps);
+    p = tf.sub(p, tf.mul(tf.div(m, denom), a.stepSize));
+    if (s.mask) p = tf.where(s.mask.bool, p, s.param);
+    return [p, m, v];
+  }
+
+  /** The same update in one fused kernel (wasm, cpu), with the same bits. Call inside tf.tidy. */
+  #applyFused(s: Slot, grad: tf.Tensor, attrs: AdamWAttrs): tf.Tensor[] {
+    const inputs: Record<string, tf.Tensor> = { p: s.param, m: s.m, v: s.v, g: grad };
+    if (s.mask) inputs.mask = s.mask.float;
+    // Attributes left undefined mean "no such multiply": drop them rather than pass undefined.
+    const defined = Object.fromEntries(Object.entries(attrs).filter(([, x]) => x !== undefined));
+    return tf.engine().runKernel(OPTIMIZER_KERNELS.adamw, inputs, defined as tf.NamedAttrMap) as tf.Tensor[];
   }
 
   /**
@@ -141,8 +206,14 @@ export class AdamW {
    */
   async nonFinite(): Promise<string | undefined> {
     if (this.names.length === 0) return undefined;
-    // x * 0 is 0 for finite x and NaN otherwise, so each sum is 0 or NaN.
-    const sums = tf.tidy(() => tf.stack(this.names.map((n) => tf.sum(tf.mul(this.#slots.get(n)!.param, 0)))));
+    const params = this.names.map((n) => this.#slots.get(n)!.param);
+    // x * 0 is 0 for finite x and NaN otherwise, so each sum is 0 or NaN; the fused kernel gives 0 or 1.
+    const sums = this.#fused(OPTIMIZER_KERNELS.nonFinite)
+      ? tf.engine().runKernel(
+        OPTIMIZER_KERNELS.nonFinite,
+        params as unknown as tf.NamedTensorMap,
+      ) as tf.Tensor
+      : tf.tidy(() => tf.stack(params.map((p) => tf.sum(tf.mul(p, 0)))));
     let d: Float32Array;
     try {
       d = (await sums.data()) as Float32Array;
@@ -194,27 +265,45 @@ export class AdamW {
 }
 
 /**
+ * The global L2 norm of `grads` (0 for none): the sum of every gradient's sum of squares, in tfjs ops
+ * (on wasm that sum is a float32 sum in a fixed order, which a change of kernel could alter, so it stays
+ * as it is), then its square root in float64.
+ */
+export async function globalNorm(grads: Map<string, tf.Tensor>): Promise<number> {
+  if (grads.size === 0) return 0;
+  const sq = tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))));
+  try {
+    return Math.sqrt((await sq.data())[0]);
+  } finally {
+    sq.dispose();
+  }
+}
+
+/**
+ * The factor `torch.nn.utils.clip_grad_norm_` scales gradients by at this norm, `max / (norm + 1e-6)`, or
+ * `undefined` where it does not scale them: that factor is not below 1, `maxNorm` is 0 or Infinity
+ * ("off"), or the norm is not finite.
+ */
+export function clipCoefficient(norm: number, maxNorm: number): number | undefined {
+  if (!(maxNorm > 0) || !Number.isFinite(maxNorm) || !Number.isFinite(norm)) return undefined;
+  const coef = maxNorm / (norm + 1e-6);
+  return coef >= 1 ? undefined : coef;
+}
+
+/**
  * Clips gradients to a global L2 norm as `torch.nn.utils.clip_grad_norm_` does (scale by
  * `max / (norm + 1e-6)` when that is below 1). Returns the norm before clipping; when no clipping
  * happens (or `maxNorm` is 0 or Infinity, meaning "off") the same tensors come back, otherwise new ones
- * the caller disposes.
+ * the caller disposes. (`StepRunner` passes the coefficient to `AdamW.apply` instead: the same bits
+ * without the scaled copies.)
  */
 export async function clipByGlobalNorm(
   grads: Map<string, tf.Tensor>,
   maxNorm: number,
 ): Promise<{ grads: Map<string, tf.Tensor>; norm: number }> {
-  let norm = 0;
-  if (grads.size > 0) {
-    const sq = tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))));
-    try {
-      norm = Math.sqrt((await sq.data())[0]);
-    } finally {
-      sq.dispose();
-    }
-  }
-  if (!(maxNorm > 0) || !Number.isFinite(maxNorm) || !Number.isFinite(norm)) return { grads, norm };
-  const coef = maxNorm / (norm + 1e-6);
-  if (coef >= 1) return { grads, norm };
+  const norm = await globalNorm(grads);
+  const coef = clipCoefficient(norm, maxNorm);
+  if (coef === undefined) return { grads, norm };
   const out = new Map<string, tf.Tensor>();
   for (const [name, g] of grads) out.set(name, tf.mul(g, coef));
   return { grads: out, norm };

@@ -19,7 +19,7 @@ import type { GradientEngine } from "../parallel/engine.ts";
 import { computeGrads } from "../parallel/replica.ts";
 import { tf } from "../tf.ts";
 import type { Selection } from "./modes.ts";
-import { AdamW, clipByGlobalNorm } from "./optimizer.ts";
+import { AdamW, clipCoefficient, globalNorm } from "./optimizer.ts";
 
 /** What one update reports. */
 export interface StepResult {
@@ -120,10 +120,10 @@ export class StepRunner {
       if (!Number.isFinite(loss)) throw new NonFiniteError(`loss is ${loss}`);
       const masked = this.optimizer.maskGradients(named);
       for (const g of masked.values()) owned.add(g);
-      const { grads: clipped, norm } = await clipByGlobalNorm(masked, this.#clip);
-      for (const g of clipped.values()) owned.add(g);
+      const norm = await globalNorm(masked);
       if (!Number.isFinite(norm)) throw new NonFiniteError(`gradient norm is ${norm} (loss ${loss})`);
-      this.optimizer.apply(clipped, lr);
+      // Clipping's scaling happens inside the update (the same bits as clipByGlobalNorm's products).
+      this.optimizer.apply(masked, lr, clipCoefficient(norm, this.#clip));
       const bad = await this.optimizer.nonFinite();
       if (bad) {
         throw new NonFiniteError(
