@@ -60,8 +60,11 @@ export class Io {
     this.backend.disposeData(t.dataId);
   }
 
-  /** The relaxed-SIMD product on this wasm heap, if it runs here (lib/backend/simd_gemm.ts). */
-  private simd(): GemmExports | undefined {
+  /**
+   * The project's wasm module on this wasm heap, if it runs here (lib/backend/simd_gemm.ts): the
+   * relaxed-SIMD product and the GELU loop (lib/backend/gelu.ts).
+   */
+  simd(): GemmExports | undefined {
     return this.wasm ? simdGemm(this.backend.wasm) : undefined;
   }
 
@@ -71,7 +74,7 @@ export class Io {
   }
 
   /** Byte address of element `off` of `t` on the wasm heap. */
-  private address(t: TI, off = 0): number {
+  address(t: TI, off = 0): number {
     return (this.backend.dataIdMap.get(t.dataId).memoryOffset as number) + 4 * off;
   }
 
