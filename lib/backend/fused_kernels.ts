@@ -21,6 +21,7 @@
  */
 import type { tf } from "../tf.ts";
 import { elementCount } from "../util/shape.ts";
+import { gelu as geluKernel } from "./gelu.ts";
 import { type AnyBackend, Io, type Mat, type Out, type TI } from "./kernel_io.ts";
 import { adamwKernel, nonFiniteKernel, OPTIMIZER_KERNELS } from "./optimizer_kernels.ts";
 
@@ -221,42 +222,11 @@ const layerNormGradGamma: Kernel = ({ inputs: { dy, x, mean, rstd }, backend, at
 
 // ---- exact GELU: y = x Phi(x); saves dy/dx = Phi(x) + x phi(x) for the backward pass ----
 
-// Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), as tfjs's cpu backend computes erf.
-const ERF_P = 0.3275911,
-  A1 = 0.254829592,
-  A2 = -0.284496736,
-  A3 = 1.421413741,
-  A4 = -1.453152027,
-  A5 = 1.061405429;
-const INV_SQRT2 = Math.SQRT1_2, INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
-
-// exp(-t) for t in [0, 103]: a table at steps of 1/64 times a degree-4 Taylor term for the remainder
-// (relative error < 1e-11). Math.exp costs ~10 ns in V8; this ~2 ns.
-const EXP_STEPS = 64, EXP_MAX = 103;
-const EXP_TABLE = Float64Array.from({ length: EXP_MAX * EXP_STEPS + 2 }, (_, j) => Math.exp(-j / EXP_STEPS));
-
-/** GELU of `xs` into `ys` and its derivative into `ds`, branch-free in the sign of x. */
-function geluInto(xs: Float32Array, ys: Float32Array, ds: Float32Array): void {
-  for (let i = 0; i < xs.length; i++) {
-    const v = xs[i];
-    const z = Math.abs(v) * INV_SQRT2;
-    const t = 1 / (1 + ERF_P * z);
-    const zz = Math.min(z * z, EXP_MAX);
-    const j = (zz * EXP_STEPS) | 0;
-    const r = zz - j / EXP_STEPS;
-    const e = EXP_TABLE[j] * (1 - r * (1 - r * (0.5 - r * (1 / 6 - r * (1 / 24))))); // exp(-x^2/2)
-    const h = 0.5 * ((((A5 * t + A4) * t + A3) * t + A2) * t + A1) * t * e; // (1 - erf(|x|/sqrt2)) / 2
-    const pos = +(v >= 0);
-    const cdf = pos - (2 * pos - 1) * h; // Phi(x)
-    ys[i] = v * cdf;
-    ds[i] = cdf + v * e * INV_SQRT_2PI; // Phi(x) + x phi(x)
-  }
-}
-
+/** GELU and its derivative (lib/backend/gelu.ts: the wasm module's loop on wasm, else JavaScript). */
 const gelu: Kernel = ({ inputs: { x }, backend }) => {
   const io = new Io(backend);
   const y = io.alloc(x.shape.slice()), dydx = io.alloc(x.shape.slice());
-  geluInto(io.data(x), io.data(y), io.data(dydx));
+  geluKernel(io, x, y, dydx);
   return [y, dydx];
 };
 

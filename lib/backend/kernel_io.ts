@@ -60,8 +60,11 @@ export class Io {
     this.backend.disposeData(t.dataId);
   }
 
-  /** The relaxed-SIMD product on this wasm heap, if it runs here (lib/backend/simd_gemm.ts). */
-  private simd(): GemmExports | undefined {
+  /**
+   * The project's wasm module on this wasm heap, if it runs here (lib/backend/simd_gemm.ts): the
+   * relaxed-SIMD product and the GELU loop (lib/backend/gelu.ts).
+   */
+  simd(): GemmExports | undefined {
     return this.wasm ? simdGemm(this.backend.wasm) : undefined;
   }
 

@@ -1,7 +1,8 @@
 /**
  * The project's own float32 product for the wasm backend, which every fused kernel's product runs on:
  * tools/wasm/gemm.as.ts (AssemblyScript, built into gemm_wasm.ts by `deno task build-wasm`), instantiated
- * once per tfjs-wasm module on that module's memory, so it reads and writes tensors where they lie.
+ * once per tfjs-wasm module on that module's memory, so it reads and writes tensors where they lie. The same
+ * module holds the exact GELU loop of the NormtuneGelu kernel (lib/backend/gelu.ts).
  *
  * Why not tfjs-wasm's XNNPACK: it builds an XNNPACK operator (packing the right operand) for every
  * product, ~80 us each, which dominated attention's hundreds of small per-(example, head) products; its
@@ -35,6 +36,8 @@ export interface GemmExports {
     bias: number,
     scratch: number,
   ): void;
+  /** Exact GELU of n float32s at x into y, dy/dx into d (lib/backend/gelu.ts); non-zero: NaN inputs. */
+  gelu(x: number, y: number, d: number, n: number, block: number): number;
 }
 
 let compiled: WebAssembly.Module | undefined;
@@ -51,7 +54,8 @@ export function heapMemory(
 /**
  * The product bound to the heap of `wasm` (the backend's Emscripten module), or undefined where it cannot
  * run (no exported memory, or an engine without relaxed SIMD): callers then use the plain JavaScript loop
- * (lib/backend/kernel_io.ts `productJs`: the same results, many times slower), and a warning says so once.
+ * (lib/backend/kernel_io.ts `productJs`: the same results, many times slower; GELU: lib/backend/gelu.ts
+ * `geluInto`, the same bits), and a warning says so once.
  */
 export function simdGemm(wasm: object): GemmExports | undefined {
   let x = instances.get(wasm);
@@ -69,7 +73,7 @@ export function simdGemm(wasm: object): GemmExports | undefined {
     if (!x) {
       console.warn(
         "normtune: the SIMD product cannot run on this engine (no relaxed SIMD or no exported heap); " +
-          "products use a plain JavaScript loop: same results, many times slower",
+          "products and GELU use plain JavaScript loops: same results, many times slower",
       );
     }
     instances.set(wasm, x);

@@ -1,6 +1,8 @@
 // AssemblyScript source of lib/backend/gemm_wasm.ts (built by tools/build_wasm.ts; excluded from deno's
 // fmt, lint and check in deno.json: it is not TypeScript for Deno).
 //
+// Two parts: the float32 product below, and exact GELU at the end (lib/backend/gelu.ts).
+//
 // C[m, n] = alpha * A[m, k] B[k, n] (+ bias[n]) in float32, run on TensorFlow.js's own wasm heap (the
 // module imports that memory, so operands are the tensors themselves: no copies). A is read through
 // element strides (row-major, transposed, or one head's columns of a wider matrix); B is first packed
@@ -207,4 +209,150 @@ export function gemm(
       }
     }
   }
+}
+
+// ---- exact GELU (lib/backend/gelu.ts `geluInto`, bit for bit) ----
+//
+// The same IEEE float64 operations as the JavaScript loop, in the same order (no fused multiply-add, no
+// relaxed ops, no rewrites), two elements at a time in f64x2 lanes. Every constant and the exp table come
+// from the JavaScript, through the heap (`GELU_BLOCK` in lib/backend/gelu.ts): the same doubles by
+// construction. Constants are read once into locals, not written as literals: V8 materialises a v128
+// literal with three instructions at every use, which made this loop no faster than the JavaScript.
+// Two forms differ from the JavaScript's text and give the same double for every input:
+// - `j / EXP_STEPS` is `j * (1 / EXP_STEPS)`: EXP_STEPS is 64, and scaling by a power of two is exact
+//   (j <= 6593: no underflow, no overflow). Binaryen makes this change itself.
+// - `Math.min(z * z, EXP_MAX)` is `pmin` (b < a ? b : a): z * z is +0 or more, or NaN, so only NaN could
+//   tell them apart, and NaN inputs are the caller's: the loop says whether it saw one, and the caller
+//   then runs the JavaScript loop, since the NaN bits V8 produces depend on its tier and code generation.
+
+// Offsets of the constants in the block (each a pair of equal doubles, 16 bytes), then the table.
+const K_INV_SQRT2 = 0;
+const K_ERF_P = 1;
+const K_ONE = 2;
+const K_EXP_MAX = 3;
+const K_EXP_STEPS = 4;
+const K_INV_STEPS = 5;
+const K_SIXTH = 6;
+const K_TWENTY_FOURTH = 7;
+const K_HALF = 8;
+const K_A5 = 9;
+const K_A4 = 10;
+const K_A3 = 11;
+const K_A2 = 12;
+const K_A1 = 13;
+const K_TWO = 14;
+const K_INV_SQRT_2PI = 15;
+const K_TABLE: usize = 16 * 16; // byte offset of the exp table
+
+// @ts-ignore: decorator
+@inline function kv(block: usize, i: i32): v128 {
+  return v128.load(block + (<usize>i << 4));
+}
+
+// @ts-ignore: decorator
+@inline function ks(block: usize, i: i32): f64 {
+  return load<f64>(block + (<usize>i << 4));
+}
+
+/** One element, scalar (the tail): `geluInto`'s body. Returns 1 for a NaN input (its outputs: the caller's). */
+// @ts-ignore: decorator
+@inline function gelu1(px: usize, py: usize, pd: usize, block: usize): i32 {
+  const one = ks(block, K_ONE);
+  const v = <f64>load<f32>(px);
+  const z = abs(v) * ks(block, K_INV_SQRT2);
+  const t = one / (one + ks(block, K_ERF_P) * z);
+  const zz = min(z * z, ks(block, K_EXP_MAX));
+  const j = <i32>(zz * ks(block, K_EXP_STEPS)); // i32.trunc_sat_f64_s (non-trapping conversions are on)
+  const r = zz - <f64>j * ks(block, K_INV_STEPS);
+  const q = one - r * (one - r * (ks(block, K_HALF) - r * (ks(block, K_SIXTH) - r * ks(block, K_TWENTY_FOURTH))));
+  const e = load<f64>(block + K_TABLE + (<usize>j << 3)) * q;
+  const p = (((ks(block, K_A5) * t + ks(block, K_A4)) * t + ks(block, K_A3)) * t + ks(block, K_A2)) * t +
+    ks(block, K_A1);
+  const h = ks(block, K_HALF) * p * t * e;
+  const pos = <f64>(v >= 0);
+  const cdf = pos - (ks(block, K_TWO) * pos - one) * h;
+  store<f32>(py, <f32>(v * cdf));
+  store<f32>(pd, <f32>(cdf + v * e * ks(block, K_INV_SQRT_2PI)));
+  return i32(v != v);
+}
+
+/** Two elements in f64x2 lanes, the constants in locals; returns a lane mask of NaN inputs. */
+// @ts-ignore: decorator
+@inline function gelu2(
+  px: usize,
+  py: usize,
+  pd: usize,
+  table: usize,
+  invSqrt2: v128,
+  erfP: v128,
+  one: v128,
+  expMax: v128,
+  expSteps: v128,
+  invSteps: v128,
+  sixth: v128,
+  twentyFourth: v128,
+  half: v128,
+  a5: v128,
+  a4: v128,
+  a3: v128,
+  a2: v128,
+  a1: v128,
+  two: v128,
+  invSqrt2Pi: v128,
+): v128 {
+  const v = f64x2.promote_low_f32x4(v128.load64_zero(px));
+  const z = f64x2.mul(f64x2.abs(v), invSqrt2); // Math.abs(v) * INV_SQRT2
+  const t = f64x2.div(one, f64x2.add(one, f64x2.mul(erfP, z))); // 1 / (1 + ERF_P * z)
+  const zz = f64x2.pmin(f64x2.mul(z, z), expMax); // Math.min(z * z, EXP_MAX)
+  const j = i32x4.trunc_sat_f64x2_s_zero(f64x2.mul(zz, expSteps)); // (zz * EXP_STEPS) | 0
+  const r = f64x2.sub(zz, f64x2.mul(f64x2.convert_low_i32x4_s(j), invSteps)); // zz - j / EXP_STEPS
+  // EXP_TABLE[j] * (1 - r * (1 - r * (0.5 - r * (1 / 6 - r * (1 / 24)))))
+  let ex = v128.load64_zero(table + (<usize>i32x4.extract_lane(j, 0) << 3));
+  ex = v128.load64_lane(table + (<usize>i32x4.extract_lane(j, 1) << 3), ex, 1);
+  let q = f64x2.sub(sixth, f64x2.mul(r, twentyFourth));
+  q = f64x2.sub(half, f64x2.mul(r, q));
+  q = f64x2.sub(one, f64x2.mul(r, q));
+  q = f64x2.sub(one, f64x2.mul(r, q));
+  const e = f64x2.mul(ex, q);
+  // 0.5 * ((((A5 * t + A4) * t + A3) * t + A2) * t + A1) * t * e
+  let p = f64x2.add(f64x2.mul(a5, t), a4);
+  p = f64x2.add(f64x2.mul(p, t), a3);
+  p = f64x2.add(f64x2.mul(p, t), a2);
+  p = f64x2.add(f64x2.mul(p, t), a1);
+  const h = f64x2.mul(f64x2.mul(f64x2.mul(half, p), t), e);
+  const pos = v128.and(f64x2.ge(v, f64x2.splat(0)), one); // +(v >= 0): 1 or +0 (NaN: +0)
+  const cdf = f64x2.sub(pos, f64x2.mul(f64x2.sub(f64x2.mul(two, pos), one), h)); // pos - (2 * pos - 1) * h
+  v128.store64_lane(py, f32x4.demote_f64x2_zero(f64x2.mul(v, cdf)), 0); // v * cdf
+  const d = f64x2.add(cdf, f64x2.mul(f64x2.mul(v, e), invSqrt2Pi)); // cdf + v * e * INV_SQRT_2PI
+  v128.store64_lane(pd, f32x4.demote_f64x2_zero(d), 0);
+  return f64x2.ne(v, v);
+}
+
+/**
+ * Exact GELU of n float32s at x into y and its derivative into d (float32s), as `geluInto`; block: the
+ * constants and exp table of lib/backend/gelu.ts `GELU_BLOCK`. Returns 0 where no input was NaN, else
+ * non-zero: a NaN's outputs need not be `geluInto`'s to the bit, so the caller then runs `geluInto`.
+ */
+export function gelu(x: usize, y: usize, d: usize, n: i32, block: usize): i32 {
+  const invSqrt2 = kv(block, K_INV_SQRT2), erfP = kv(block, K_ERF_P), one = kv(block, K_ONE);
+  const expMax = kv(block, K_EXP_MAX), expSteps = kv(block, K_EXP_STEPS), invSteps = kv(block, K_INV_STEPS);
+  const sixth = kv(block, K_SIXTH), twentyFourth = kv(block, K_TWENTY_FOURTH), half = kv(block, K_HALF);
+  const a5 = kv(block, K_A5), a4 = kv(block, K_A4), a3 = kv(block, K_A3), a2 = kv(block, K_A2);
+  const a1 = kv(block, K_A1), two = kv(block, K_TWO), invSqrt2Pi = kv(block, K_INV_SQRT_2PI);
+  const table = block + K_TABLE;
+  let nan = v128.splat<i64>(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    nan = v128.or(nan, gelu2(x + o, y + o, d + o, table, invSqrt2, erfP, one, expMax, expSteps, invSteps,
+      sixth, twentyFourth, half, a5, a4, a3, a2, a1, two, invSqrt2Pi));
+    nan = v128.or(nan, gelu2(x + o + 8, y + o + 8, d + o + 8, table, invSqrt2, erfP, one, expMax, expSteps,
+      invSteps, sixth, twentyFourth, half, a5, a4, a3, a2, a1, two, invSqrt2Pi));
+  }
+  let seen = v128.any_true(nan) ? 1 : 0;
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    seen |= gelu1(x + o, y + o, d + o, block);
+  }
+  return seen;
 }
