@@ -136,22 +136,16 @@ export const MIN_ROWS_PER_WORKER = 16;
  * worker `MIN_ROWS_PER_WORKER` rows, else 1; one process elsewhere (measured on wasm only: webgpu runs the
  * whole batch on one GPU, and native tensorflow has a thread pool of its own). Not a default of
  * `resolveHyperparameters`: grid cells keep their one worker (`--jobs` already spreads cells over the
- * cores) and their identities.
- *
- * With `--gemm openblas`, full fine-tuning keeps one worker (whose products then run on OpenBLAS's 2
- * threads): measured idle on whole jobs (README "Speed and memory"), one worker took 0.72x the time of two
- * for BERT-mini full fine-tuning (16.0 vs 22.1 s: the workers exchange every weight's gradient each step)
- * and tied on tiny (5.68 vs 5.56 s), while two workers stayed faster for BitFit and LayerNorm (mini 0.80x
- * and 0.88x of one).
+ * cores) and their identities. The same with `--gemm openblas`: in the idle whole-job benchmark (README
+ * "Speed and memory") two workers of one OpenBLAS thread each beat one worker of two threads in 5 of 6
+ * cases (all but tiny full fine-tuning).
  */
 export function autoWorkers(
   backend: string,
   batchSize: number,
   cores = navigator.hardwareConcurrency,
-  run: { gemm?: string; mode?: string } = {},
 ): number {
   if (backend !== "wasm" && backend !== "cpu") return 1;
-  if (run.gemm === "openblas" && run.mode === "full") return 1;
   return cores >= 2 && batchSize >= 2 * MIN_ROWS_PER_WORKER ? 2 : 1;
 }
 

@@ -39,7 +39,7 @@
 import { resolve } from "node:path";
 import { BertClassifier } from "../bert/model.ts";
 import { createGradientEngine, type GradientEngine } from "../parallel/engine.ts";
-import { gemmDescription, gemmFromEnv, type GemmName } from "../backend/gemm_choice.ts";
+import { gemmDescription, type GemmName } from "../backend/gemm_choice.ts";
 import { type BackendName, initBackend, initCompute } from "../tf.ts";
 import { removeStaleTemps, writeJsonAtomic } from "../util/atomic.ts";
 import { acquireLock } from "../util/lock.ts";
@@ -120,12 +120,7 @@ export async function finetune(options: FinetuneOptions): Promise<RunResult> {
   const o = options;
   const backend = await initBackend(o.backend);
   // Every argument is checked before anything is written to OUT.
-  const workers = o.workers === "auto"
-    ? autoWorkers(backend, o.batchSize ?? DEFAULTS.batchSize, undefined, {
-      gemm: o.gemm ?? gemmFromEnv(),
-      mode: o.mode,
-    })
-    : o.workers;
+  const workers = o.workers === "auto" ? autoWorkers(backend, o.batchSize ?? DEFAULTS.batchSize) : o.workers;
   // The product, and with OpenBLAS its thread count, once the worker count is known.
   const compute = await initCompute({
     backend: o.backend,

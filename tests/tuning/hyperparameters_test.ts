@@ -65,10 +65,6 @@ Deno.test("autoWorkers on wasm: two on two cores or more when each worker gets 1
   assert.equal(autoWorkers("wasm", 64, 16), 2);
   assert.equal(autoWorkers("wasm", 31, 2), 1);
   assert.equal(autoWorkers("wasm", 32, 1), 1);
-  // OpenBLAS: full fine-tuning keeps one worker (its products take the threads); sparse modes take two.
-  assert.equal(autoWorkers("wasm", 32, 2, { gemm: "openblas", mode: "full" }), 1);
-  assert.equal(autoWorkers("wasm", 32, 2, { gemm: "openblas", mode: "layernorm" }), 2);
-  assert.equal(autoWorkers("wasm", 32, 2, { gemm: "wasm", mode: "full" }), 2);
   // Not a default of the resolved hyperparameters: grid cells keep one worker and their identities.
   assert.ok(!("workers" in resolveHyperparameters({}, "layernorm")));
 });
