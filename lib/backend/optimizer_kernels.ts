@@ -21,7 +21,7 @@
 import { elementCount } from "../util/shape.ts";
 import { ADAMW_WASM_BASE64 } from "./adamw_wasm.ts";
 import { type AnyBackend, F32, Io, type TI } from "./kernel_io.ts";
-import { heapMemory } from "./simd_gemm.ts";
+import { heapInstance } from "./simd_gemm.ts";
 
 /** The kernels' names. */
 export const OPTIMIZER_KERNELS = {
@@ -72,23 +72,14 @@ interface AdamWExports {
   nonFinite(x: number, n: number): number;
 }
 
-let compiled: WebAssembly.Module | undefined;
 const instances = new WeakMap<object, AdamWExports | null>();
 
 /** The module bound to the heap of `wasm` (the backend's Emscripten module), or undefined where it cannot run. */
 export function adamwWasm(wasm: object): AdamWExports | undefined {
   let x = instances.get(wasm);
   if (x === undefined) {
-    x = null;
-    const memory = heapMemory(wasm as { asm?: { memory?: unknown } });
-    if (memory) {
-      try {
-        compiled ??= new WebAssembly.Module(Uint8Array.from(atob(ADAMW_WASM_BASE64), (c) => c.charCodeAt(0)));
-        x = new WebAssembly.Instance(compiled, { env: { memory } }).exports as unknown as AdamWExports;
-      } catch {
-        x = null; // no SIMD here: the JavaScript loop gives the same bits
-      }
-    }
+    // Where it cannot run (no SIMD), the JavaScript loop gives the same bits.
+    x = heapInstance<AdamWExports>(wasm, ADAMW_WASM_BASE64) ?? null;
     instances.set(wasm, x);
   }
   return x ?? undefined;

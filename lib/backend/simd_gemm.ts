@@ -40,7 +40,7 @@ export interface GemmExports {
   gelu(x: number, y: number, d: number, n: number, block: number): number;
 }
 
-let compiled: WebAssembly.Module | undefined;
+const modules = new Map<string, WebAssembly.Module>();
 const instances = new WeakMap<object, GemmExports | null>();
 
 /** The memory of a started tfjs-wasm module (Emscripten keeps its exports as `asm`). */
@@ -52,6 +52,28 @@ export function heapMemory(
 }
 
 /**
+ * An instance of the wasm module `base64` (one of the project's AssemblyScript builds) on the heap of
+ * `wasm`, or undefined where it cannot run (no exported memory, or an engine without the SIMD it uses).
+ * Each module is compiled once.
+ */
+export function heapInstance<T>(wasm: object, base64: string): T | undefined {
+  const memory = heapMemory(wasm as { asm?: { memory?: unknown } });
+  if (!memory) return undefined;
+  try {
+    let m = modules.get(base64);
+    if (!m) {
+      modules.set(
+        base64,
+        m = new WebAssembly.Module(Uint8Array.from(atob(base64), (c) => c.charCodeAt(0))),
+      );
+    }
+    return new WebAssembly.Instance(m, { env: { memory } }).exports as unknown as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * The product bound to the heap of `wasm` (the backend's Emscripten module), or undefined where it cannot
  * run (no exported memory, or an engine without relaxed SIMD): callers then use the plain JavaScript loop
  * (lib/backend/kernel_io.ts `productJs`: the same results, many times slower; GELU: lib/backend/gelu.ts
@@ -60,16 +82,7 @@ export function heapMemory(
 export function simdGemm(wasm: object): GemmExports | undefined {
   let x = instances.get(wasm);
   if (x === undefined) {
-    x = null;
-    const memory = heapMemory(wasm as { asm?: { memory?: unknown } });
-    if (memory) {
-      try {
-        compiled ??= new WebAssembly.Module(Uint8Array.from(atob(GEMM_WASM_BASE64), (c) => c.charCodeAt(0)));
-        x = new WebAssembly.Instance(compiled, { env: { memory } }).exports as unknown as GemmExports;
-      } catch {
-        x = null; // no relaxed SIMD here
-      }
-    }
+    x = heapInstance<GemmExports>(wasm, GEMM_WASM_BASE64) ?? null;
     if (!x) {
       console.warn(
         "normtune: the SIMD product cannot run on this engine (no relaxed SIMD or no exported heap); " +
