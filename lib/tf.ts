@@ -29,9 +29,9 @@ import { setThreadsCount, setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import {
   blasThreads,
   chooseGemm,
+  type GemmAsk,
   gemmFromEnv,
   gemmIdentity,
-  type GemmName,
   type GemmSetting,
 } from "./backend/gemm_choice.ts";
 import { installBackend } from "./backend/install.ts";
@@ -174,7 +174,7 @@ export interface ComputeOptions {
   /** Default NORMTUNE_BACKEND, else auto. */
   backend?: BackendName;
   /** Default NORMTUNE_GEMM, else wasm. */
-  gemm?: GemmName;
+  gemm?: GemmAsk;
   /** OpenBLAS threads; default `blasThreads(workers)`. */
   gemmThreads?: number;
   /** The data-parallel workers this process trains with (sets the default thread count); default 1. */

@@ -24,7 +24,7 @@
  *
  * Flags: --shapes tiny,mini,base  --modes full,bitfit,layernorm  --workers 1,2  --repeats N  --warmup N
  *        --batch N --seq N  --no-torch  --torch-steps N  --no-profile  --no-extras  --backend wasm|cpu|webgpu
- *        --gemm wasm,openblas (default NORMTUNE_GEMM, else wasm)
+ *        --gemm wasm,openblas (default NORMTUNE_GEMM, else auto as finetune: openblas where it loads)
  *        --micro-batch N (rows per pass, gradients accumulated; default 2 for bert-base full, else all)
  *        --out FILE (default reports/bench.json; with --job reports/bench-job.json)  --quick
  *        --job  --job-examples N (default 640; 64 with --quick)  --job-models tiny=DIR,mini=DIR

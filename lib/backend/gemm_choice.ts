@@ -2,12 +2,17 @@
  * The product choice: which GEMM the fused kernels' products (`Io.product`, lib/backend/kernel_io.ts) run
  * on the wasm backend.
  *
- * - `wasm` (default): the project's relaxed-SIMD product (lib/backend/simd_gemm.ts), pure wasm.
- * - `openblas`: OpenBLAS's `cblas_sgemm` through FFI on the same heap (lib/backend/blas_gemm.ts). Opt-in:
- *   its results differ from the wasm product's in the last bits (equally accurate), and its bits depend on
- *   OpenBLAS's thread count; so a run or cell computed with it has another identity (`gemmIdentity`).
- *   Asked for where OpenBLAS does not load, or on another backend than wasm, it is an error: never a
- *   silent fallback, since that would label wasm results as OpenBLAS ones (or the reverse).
+ * - `wasm`: the project's relaxed-SIMD product (lib/backend/simd_gemm.ts), pure wasm. The library's and
+ *   the study's default: the committed study cells were computed on it, and it needs nothing installed.
+ * - `openblas`: OpenBLAS's `cblas_sgemm` through FFI on the same heap (lib/backend/blas_gemm.ts), 3-4x
+ *   the wasm product's GFLOP/s. Its results differ from the wasm product's in the last bits (equally
+ *   accurate), and its bits depend on OpenBLAS's thread count; so a run or cell computed with it has
+ *   another identity (`gemmIdentity`). Asked for where OpenBLAS does not load, or on another backend than
+ *   wasm, it is an error: never a silent fallback, since that would label wasm results as OpenBLAS ones.
+ * - `auto`: openblas on the wasm backend where OpenBLAS loads, else wasm, saying why on stderr. The
+ *   default of the commands that train or evaluate one run (`normtune finetune`, `evaluate`, `fisher`,
+ *   `forward`: lib/cli/flags.ts `runGemm`). What it resolved to is in the identity, so it labels nothing
+ *   wrongly.
  *
  * The choice is per isolate (the kernels read it at each product); data-parallel workers get the main
  * thread's (lib/parallel/engine.ts). OpenBLAS's thread count is per process, shared by the workers:
@@ -22,6 +27,9 @@ import { loadOpenBlas, type OpenBlas } from "./blas_gemm.ts";
 
 export type GemmName = "wasm" | "openblas";
 export const GEMMS: readonly GemmName[] = ["wasm", "openblas"];
+/** What can be asked for: a product, or `auto` (`chooseGemm` resolves it). */
+export type GemmAsk = GemmName | "auto";
+export const GEMM_ASKS: readonly GemmAsk[] = [...GEMMS, "auto"];
 
 /**
  * The most OpenBLAS threads `blasThreads` gives one worker. Two, because: only the products run on the
@@ -41,17 +49,17 @@ export function blasThreads(workers: number, cores = navigator.hardwareConcurren
   return workers > 1 ? 1 : Math.max(1, Math.min(cores || 1, MAX_BLAS_THREADS));
 }
 
-/** Checks a product name (from a flag or the environment: `what` names it in the error). */
-export function parseGemm(value: string, what = "--gemm"): GemmName {
-  if (!(GEMMS as readonly string[]).includes(value)) {
-    throw new Error(`${what} ${value} is not a product; use one of ${GEMMS.join(", ")}`);
+/** Checks a product name or `auto` (from a flag or the environment: `what` names it in the error). */
+export function parseGemm(value: string, what = "--gemm"): GemmAsk {
+  if (!(GEMM_ASKS as readonly string[]).includes(value)) {
+    throw new Error(`${what} ${value} is not a product; use one of ${GEMM_ASKS.join(", ")}`);
   }
-  return value as GemmName;
+  return value as GemmAsk;
 }
 
-/** The product `NORMTUNE_GEMM` asks for, default wasm. */
-export function gemmFromEnv(): GemmName {
-  return parseGemm(Deno.env.get("NORMTUNE_GEMM") ?? "wasm", "NORMTUNE_GEMM=");
+/** The product `NORMTUNE_GEMM` asks for, else `fallback` (the library's default: wasm). */
+export function gemmFromEnv(fallback: GemmAsk = "wasm"): GemmAsk {
+  return parseGemm(Deno.env.get("NORMTUNE_GEMM") ?? fallback, "NORMTUNE_GEMM=");
 }
 
 /** What this isolate's products run on. */
@@ -64,7 +72,7 @@ export interface GemmSetting {
 
 /** What a process asks for: the product, and for openblas its threads and where to look for it. */
 export interface GemmRequest {
-  name: GemmName;
+  name: GemmAsk;
   /** Default `blasThreads(1)`. */
   threads?: number;
   /** Default `openBlasPaths()` (NORMTUNE_OPENBLAS, else the usual library paths). */
@@ -75,11 +83,13 @@ let current: GemmSetting = { name: "wasm" };
 
 /**
  * Makes `req` this isolate's product, on the started `backend` (its name); OpenBLAS is loaded and its
- * process-wide thread count set. Throws, changing nothing, where OpenBLAS does not load or the backend
- * is not wasm.
+ * process-wide thread count set. Throws, changing nothing, where OpenBLAS is asked for and does not load
+ * or the backend is not wasm. `auto` takes OpenBLAS on wasm where it loads, else the wasm product (off
+ * wasm there is no product to choose: the backend's own kernels run, labelled with its name alone).
  */
 export function chooseGemm(backend: string, req: GemmRequest): GemmSetting {
-  if (req.name === "wasm") return (current = { name: "wasm" });
+  const name = resolveGemm(backend, req);
+  if (name === "wasm") return (current = { name: "wasm" });
   if (backend !== "wasm") {
     throw new Error(
       `--gemm openblas (or NORMTUNE_GEMM=openblas) is for the wasm backend, whose products it replaces; ` +
@@ -97,6 +107,22 @@ export function chooseGemm(backend: string, req: GemmRequest): GemmSetting {
     throw new Error(`OpenBLAS (${blas.path}) runs ${got} threads where ${threads} were asked for`);
   }
   return (current = { name: "openblas", threads, blas });
+}
+
+/**
+ * The product `req` comes to on `backend`: `auto` is openblas on wasm where OpenBLAS loads (loading it),
+ * else wasm, with a line on stderr saying why OpenBLAS does not run; a product asked by name is itself.
+ */
+export function resolveGemm(backend: string, req: GemmRequest): GemmName {
+  if (req.name !== "auto") return req.name;
+  if (backend !== "wasm") return "wasm";
+  try {
+    loadOpenBlas(req.paths, req.threads ?? blasThreads(1));
+    return "openblas";
+  } catch (err) {
+    console.error(`normtune: the wasm product runs (--gemm auto): ${(err as Error).message}`);
+    return "wasm";
+  }
 }
 
 /** The product this isolate runs now. */

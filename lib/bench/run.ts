@@ -18,6 +18,7 @@ import {
   gemmLabel,
   type GemmName,
   type GemmSetting,
+  resolveGemm,
   restoreGemm,
 } from "../backend/gemm_choice.ts";
 import { type BackendName, initBackend, webgpuAdapter } from "../tf.ts";
@@ -56,7 +57,7 @@ export interface BenchOptions {
   extras?: boolean;
   backend?: BackendName;
   /**
-   * The products to run every case on (lib/backend/gemm_choice.ts; default NORMTUNE_GEMM's, else wasm):
+   * The products to run every case on (lib/backend/gemm_choice.ts; default NORMTUNE_GEMM's, else auto):
    * each case once per
    * product, in turn, so that their ratios (and each one's to PyTorch) come from the same run. OpenBLAS
    * runs `blasThreads(workers)` threads; the kernel-product table has it on 1 and on that many.
@@ -176,7 +177,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   // On webgpu: the plain matMul timed asynchronously, in-process cases only (the data-parallel workers
   // are for CPUs), no per-kernel profile (kernels run on the GPU after tfjs has returned).
   const onGpu = backend === "webgpu";
-  const gemms = o.gemms ?? [gemmFromEnv()];
+  // Default: what `normtune finetune` runs (auto: OpenBLAS where it loads), unless NORMTUNE_GEMM says.
+  const gemms = o.gemms ?? [resolveGemm(backend, { name: gemmFromEnv("auto") })];
   if (gemms.includes("openblas") && backend !== "wasm") {
     throw new Error(
       `--gemm openblas is for the wasm backend, whose products it replaces (backend: ${backend})`,

@@ -10,7 +10,7 @@
  */
 import { runEvaluate } from "../jobs/evaluate_job.ts";
 import { modelDir } from "../util/paths.ts";
-import { backendFlag, gemmFlag, maxLenFlag, parseFlags, UsageError } from "./flags.ts";
+import { backendFlag, maxLenFlag, parseFlags, runGemm, UsageError } from "./flags.ts";
 
 export async function run(args: string[]): Promise<void> {
   const f = parseFlags(args, {
@@ -40,7 +40,7 @@ export async function run(args: string[]): Promise<void> {
     maxExamples: f.optionalNumber("max-examples"),
     seed: f.optionalNumber("seed"),
     backend: backendFlag(f.optionalString("backend")),
-    gemm: gemmFlag(f.optionalString("gemm")),
+    gemm: runGemm(f.optionalString("gemm")),
     glueDir: f.optionalString("glue-dir"),
   });
   if (r.freshHead) {

@@ -17,9 +17,11 @@
  * depend on it. On a machine other work keeps busy, two workers can be slower than one: pass
  * `--workers 1` there.
  *
- * `--gemm openblas` (or NORMTUNE_GEMM=openblas) runs the wasm backend's products on OpenBLAS instead of the
- * project's wasm GEMM (docs/openblas.md): other bits, so another run identity (backend
- * "wasm+openblas-tN", N OpenBLAS threads: 1 with several workers, else up to 2).
+ * Products (`--gemm`, or NORMTUNE_GEMM; docs/openblas.md): on the wasm backend the default, `auto`, runs
+ * the products on OpenBLAS where it loads (`openblas`: 3-4x the wasm GEMM's speed), else on the project's
+ * wasm GEMM (`wasm`), saying so; a run folder started earlier keeps the product it was started with. The
+ * products give other bits, so another run identity (backend "wasm+openblas-tN", N OpenBLAS threads: 1
+ * with several workers, else up to 2).
  *
  * Run again with the same arguments, it resumes from the last saved state (or, once finished, prints the
  * saved result); `--fresh` starts over.
@@ -37,9 +39,9 @@ import {
   backendFlag,
   type Flags,
   type FlagSpec,
-  gemmFlag,
   maxLenFlag,
   parseFlags,
+  runGemm,
   UsageError,
 } from "./flags.ts";
 
@@ -72,6 +74,16 @@ function hyperparameterFlags(f: Flags): HyperparameterOptions {
   return out as HyperparameterOptions;
 }
 
+/** The identity of the run OUT holds, unless `--fresh` discards it. */
+async function savedIdentity(f: Flags): Promise<RunConfig["identity"] | undefined> {
+  if (f.bool("fresh")) return undefined;
+  const saved = await Deno.readTextFile(runPaths(f.string("out")).config).then(
+    (text) => JSON.parse(text) as Partial<RunConfig>,
+    () => undefined,
+  );
+  return saved?.identity;
+}
+
 /**
  * `--workers`, else the count the run in OUT was started with (so that it resumes), else
  * "auto" (`autoWorkers`: the default for the batch size on wasm and cpu, one process on webgpu and tensorflow).
@@ -79,14 +91,8 @@ function hyperparameterFlags(f: Flags): HyperparameterOptions {
 export async function workersFlag(f: Flags): Promise<number | "auto"> {
   const given = f.optionalNumber("workers");
   if (given !== undefined) return given;
-  if (!f.bool("fresh")) {
-    const saved = await Deno.readTextFile(runPaths(f.string("out")).config).then(
-      (text) => JSON.parse(text) as Partial<RunConfig>,
-      () => undefined,
-    );
-    if (saved?.identity) return saved.identity.workers ?? 1;
-  }
-  return "auto";
+  const saved = await savedIdentity(f);
+  return saved ? saved.workers ?? 1 : "auto";
 }
 
 export async function run(args: string[]): Promise<void> {
@@ -113,7 +119,7 @@ export async function run(args: string[]): Promise<void> {
     saveModel: f.bool("save-model"),
     fresh: f.bool("fresh"),
     backend: backendFlag(f.optionalString("backend")),
-    gemm: gemmFlag(f.optionalString("gemm")),
+    gemm: runGemm(f.optionalString("gemm"), (await savedIdentity(f))?.backend),
     glueDir: f.optionalString("glue-dir"),
     quiet: f.bool("quiet"),
   });

@@ -19,7 +19,7 @@ import { writeJsonAtomic } from "../util/atomic.ts";
 import { rankComponentsByFisher } from "../analysis/fisher_information.ts";
 import { FISHER_PARAMS, runFisher } from "../jobs/fisher_job.ts";
 import type { FisherParams } from "../analysis/fisher_information.ts";
-import { backendFlag, gemmFlag, maxLenFlag, parseFlags, UsageError } from "./flags.ts";
+import { backendFlag, maxLenFlag, parseFlags, runGemm, UsageError } from "./flags.ts";
 import { modelDir } from "../util/paths.ts";
 
 export async function run(args: string[]): Promise<void> {
@@ -89,7 +89,7 @@ export async function run(args: string[]): Promise<void> {
     maxLen,
     batchSize: flags.optionalNumber("batch-size"),
     backend: backendFlag(flags.optionalString("backend")),
-    gemm: gemmFlag(flags.optionalString("gemm")),
+    gemm: runGemm(flags.optionalString("gemm")),
     out,
     onProgress: (done, total, seconds) => {
       const now = performance.now();

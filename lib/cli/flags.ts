@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import { quote } from "../util/text.ts";
 import { join } from "node:path";
 import { maxLenProblem, readConfig } from "../bert/config.ts";
-import { type GemmName, GEMMS } from "../backend/gemm_choice.ts";
+import { GEMM_ASKS, type GemmAsk, gemmFromEnv } from "../backend/gemm_choice.ts";
 import { type BackendName, BACKENDS } from "../tf.ts";
 
 export type FlagKind = "string" | "number" | "boolean" | "strings";
@@ -120,12 +120,26 @@ export function backendFlag(value: string | undefined): BackendName | undefined 
 }
 
 /** Reads `--gemm` (the wasm backend's product, lib/backend/gemm_choice.ts), checking the name. */
-export function gemmFlag(value: string | undefined): GemmName | undefined {
+export function gemmFlag(value: string | undefined): GemmAsk | undefined {
   if (value === undefined) return undefined;
-  if (!(GEMMS as readonly string[]).includes(value)) {
-    throw new UsageError(`--gemm ${value} is not a product; use one of ${GEMMS.join(", ")}`);
+  if (!(GEMM_ASKS as readonly string[]).includes(value)) {
+    throw new UsageError(`--gemm ${value} is not a product; use one of ${GEMM_ASKS.join(", ")}`);
   }
-  return value as GemmName;
+  return value as GemmAsk;
+}
+
+/**
+ * The product of a command that trains or evaluates one run: `--gemm`, else NORMTUNE_GEMM, else the one
+ * `saved` names (the backend identity of the run being resumed: "wasm+openblas-t1" is openblas, so a
+ * run started on one product resumes on it), else `auto`: OpenBLAS where it loads, the fastest product.
+ * The study's commands keep the library's default, wasm, the product its committed cells were made on.
+ */
+export function runGemm(value: string | undefined, saved?: string): GemmAsk {
+  const given = gemmFlag(value);
+  if (given) return given;
+  if (Deno.env.get("NORMTUNE_GEMM") !== undefined) return gemmFromEnv();
+  if (saved !== undefined) return saved.includes("+openblas-") ? "openblas" : "wasm";
+  return "auto";
 }
 
 /**

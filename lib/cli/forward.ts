@@ -14,7 +14,7 @@
  * ```
  */
 import { runForward } from "../jobs/forward_job.ts";
-import { backendFlag, gemmFlag, parseFlags, UsageError } from "./flags.ts";
+import { backendFlag, parseFlags, runGemm, UsageError } from "./flags.ts";
 
 export async function run(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
@@ -43,7 +43,7 @@ export async function run(args: string[]): Promise<void> {
     head: flags.optionalString("head"),
     batchSize,
     backend: backendFlag(flags.optionalString("backend")),
-    gemm: gemmFlag(flags.optionalString("gemm")),
+    gemm: runGemm(flags.optionalString("gemm")),
     out,
   });
   console.error(

@@ -15,8 +15,9 @@
  * counts them, `--estimate` includes them (their cost does not depend on the rate) and says so, and a run
  * computes the declared cells, then fails naming what waits, so a script sees that the grid is not done.
  *
- * Common: `--model NAME|DIR` (or NORMTUNE_MODEL), `--backend`, `--gemm wasm|openblas` (or NORMTUNE_GEMM:
- * the wasm backend's product; OpenBLAS runs one thread per process and its cells have their own ids),
+ * Common: `--model NAME|DIR` (or NORMTUNE_MODEL), `--backend`, `--gemm wasm|openblas|auto` (or
+ * NORMTUNE_GEMM: the wasm backend's product; default wasm, the product the committed cells were computed
+ * on; OpenBLAS runs one thread per process and its cells have their own ids),
  * `--glue-dir` (or GLUE_DIR), `--results DIR` (or NORMTUNE_RESULTS; default results/<profile>), `--runs DIR`
  * (or NORMTUNE_RUNS; default runs/<profile>), `--verbose` (the trainer's own progress lines).
  */

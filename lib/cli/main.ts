@@ -59,8 +59,9 @@ function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
   return "usage: deno task normtune <command> [flags]\n\ncommands:\n" +
     Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.about}`).join("\n") +
-    "\n\nCommon: --backend auto|tensorflow|wasm|cpu (or NORMTUNE_BACKEND); on wasm, --gemm wasm|openblas " +
-    "(or NORMTUNE_GEMM; docs/openblas.md).";
+    "\n\nCommon: --backend auto|tensorflow|wasm|cpu (or NORMTUNE_BACKEND); on wasm, --gemm auto|wasm|openblas " +
+    "(or NORMTUNE_GEMM; docs/openblas.md): auto (OpenBLAS where it loads) for one run's commands, wasm for " +
+    "the study's.";
 }
 
 export async function main(argv: string[]): Promise<number> {

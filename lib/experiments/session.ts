@@ -19,7 +19,7 @@
  */
 import { join } from "node:path";
 import { ROOT } from "../util/paths.ts";
-import type { GemmName } from "../backend/gemm_choice.ts";
+import type { GemmAsk } from "../backend/gemm_choice.ts";
 import type { BackendName } from "../tf.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";
 import { formatDuration } from "../util/progress.ts";
@@ -46,7 +46,7 @@ export interface StudyOptions {
   model?: string;
   backend?: BackendName;
   /** The wasm backend's product; default NORMTUNE_GEMM, else wasm. */
-  gemm?: GemmName;
+  gemm?: GemmAsk;
   glueDir?: string;
   results?: string;
   runs?: string;

@@ -35,7 +35,7 @@
  */
 import { join } from "node:path";
 import { getTask, type GlueTask, type TaskName } from "../glue/tasks.ts";
-import { gemmDescription, type GemmName } from "../backend/gemm_choice.ts";
+import { type GemmAsk, gemmDescription, type GemmName } from "../backend/gemm_choice.ts";
 import { type BackendName, initCompute } from "../tf.ts";
 import { glueDir as resolveGlueDir, modelDir as resolveModelDir } from "../util/paths.ts";
 import { type Cell, type Grid, makeCell, type Waiting } from "./grid.ts";
@@ -95,7 +95,7 @@ export interface StudyCompute {
 export interface ContextOptions {
   backend?: BackendName;
   /** The wasm backend's product; default NORMTUNE_GEMM, else wasm. */
-  gemm?: GemmName;
+  gemm?: GemmAsk;
   glueDir?: string;
 }
 

@@ -13,7 +13,7 @@ import { maxLenProblem, readConfig } from "../bert/config.ts";
 import { BertClassifier } from "../bert/model.ts";
 import { WordPieceTokenizer } from "../bert/tokenizer.ts";
 import { getTask, loadSplit } from "../glue/mod.ts";
-import type { GemmName } from "../backend/gemm_choice.ts";
+import type { GemmAsk } from "../backend/gemm_choice.ts";
 import { type BackendName, initCompute } from "../tf.ts";
 import { loadWithDelta } from "../tuning/delta.ts";
 import { encodeExamples, evaluateModel } from "../tuning/evaluate.ts";
@@ -38,7 +38,7 @@ export interface EvaluateConfig {
   seed?: number;
   backend?: BackendName;
   /** The wasm backend's product (lib/backend/gemm_choice.ts); default NORMTUNE_GEMM, else wasm. */
-  gemm?: GemmName;
+  gemm?: GemmAsk;
   /** OpenBLAS threads; default `blasThreads(1)`. */
   gemmThreads?: number;
   glueDir?: string;

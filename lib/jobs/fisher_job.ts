@@ -22,7 +22,7 @@ import { BertClassifier } from "../bert/model.ts";
 import { readSafetensors, type TensorMap, writeSafetensors } from "../bert/safetensors.ts";
 import { WordPieceTokenizer } from "../bert/tokenizer.ts";
 import { getTask, loadSplit } from "../glue/mod.ts";
-import type { GemmName } from "../backend/gemm_choice.ts";
+import type { GemmAsk } from "../backend/gemm_choice.ts";
 import { type BackendName, initCompute } from "../tf.ts";
 import { loadWithDelta } from "../tuning/delta.ts";
 import { modelDir } from "../util/paths.ts";
@@ -70,7 +70,7 @@ export interface FisherConfig {
   batchSize?: number;
   backend?: BackendName;
   /** The wasm backend's product (lib/backend/gemm_choice.ts); default NORMTUNE_GEMM, else wasm. */
-  gemm?: GemmName;
+  gemm?: GemmAsk;
   /** OpenBLAS threads; default `blasThreads(1)`. */
   gemmThreads?: number;
   /** The safetensors file to write (nothing is written without it). */

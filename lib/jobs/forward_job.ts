@@ -15,7 +15,7 @@ import { batchFromEncoded } from "../bert/batch.ts";
 import { loadCheckpoint } from "../bert/checkpoint.ts";
 import { BertClassifier } from "../bert/model.ts";
 import { readSafetensors, type TensorMap, writeSafetensors } from "../bert/safetensors.ts";
-import type { GemmName } from "../backend/gemm_choice.ts";
+import type { GemmAsk } from "../backend/gemm_choice.ts";
 import { type BackendName, initCompute, tf } from "../tf.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";
 import { modelDir } from "../util/paths.ts";
@@ -33,7 +33,7 @@ export interface ForwardConfig {
   batchSize?: number;
   backend?: BackendName;
   /** The wasm backend's product (lib/backend/gemm_choice.ts); default NORMTUNE_GEMM, else wasm. */
-  gemm?: GemmName;
+  gemm?: GemmAsk;
   /** OpenBLAS threads; default `blasThreads(1)`. */
   gemmThreads?: number;
   /** Folder for logits.json, loss.json and grads.safetensors; nothing is written without it. */

@@ -39,7 +39,7 @@
 import { resolve } from "node:path";
 import { BertClassifier } from "../bert/model.ts";
 import { createGradientEngine, type GradientEngine } from "../parallel/engine.ts";
-import { gemmDescription, type GemmName } from "../backend/gemm_choice.ts";
+import { type GemmAsk, gemmDescription } from "../backend/gemm_choice.ts";
 import { type BackendName, initBackend, initCompute } from "../tf.ts";
 import { removeStaleTemps, writeJsonAtomic } from "../util/atomic.ts";
 import { acquireLock } from "../util/lock.ts";
@@ -92,7 +92,7 @@ export interface FinetuneOptions extends Omit<HyperparameterOptions, "workers"> 
    * The wasm backend's product (lib/backend/gemm_choice.ts); default NORMTUNE_GEMM, else wasm. OpenBLAS
    * gives the run another identity (backend "wasm+openblas-tN").
    */
-  gemm?: GemmName;
+  gemm?: GemmAsk;
   /** OpenBLAS threads; default `blasThreads(workers)`: 1 with several workers, else up to 2. */
   gemmThreads?: number;
   glueDir?: string;

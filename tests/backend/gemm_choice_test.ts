@@ -14,6 +14,7 @@ import {
   gemmLabel,
   MAX_BLAS_THREADS,
   parseGemm,
+  resolveGemm,
 } from "../../lib/backend/gemm_choice.ts";
 import { Io, type Mat, type TI } from "../../lib/backend/kernel_io.ts";
 import { initBackend, initCompute, tf } from "../../lib/tf.ts";
@@ -21,7 +22,8 @@ import { values } from "../tensors.ts";
 
 Deno.test("names, identities and labels: the default product adds nothing to the backend's name", () => {
   assert.equal(parseGemm("openblas"), "openblas");
-  assert.throws(() => parseGemm("mkl"), /--gemm mkl is not a product; use one of wasm, openblas/);
+  assert.equal(parseGemm("auto"), "auto");
+  assert.throws(() => parseGemm("mkl"), /--gemm mkl is not a product; use one of wasm, openblas, auto/);
   assert.equal(gemmIdentity("wasm", { name: "wasm" }), "wasm");
   assert.equal(gemmIdentity("cpu", { name: "wasm" }), "cpu");
   assert.equal(gemmIdentity("wasm", { name: "openblas", threads: 1 }), "wasm+openblas-t1");
@@ -42,6 +44,39 @@ Deno.test("NORMTUNE_GEMM: default wasm, a wrong name is an error that names the 
   } finally {
     if (saved === undefined) Deno.env.delete("NORMTUNE_GEMM");
     else Deno.env.set("NORMTUNE_GEMM", saved);
+  }
+});
+
+Deno.test("auto: OpenBLAS on wasm where it loads, else the wasm product, saying why; never off wasm", async () => {
+  await initBackend("wasm");
+  const missing = ["/nonexistent/libopenblas.so.0"];
+  const said: string[] = [];
+  const error = console.error;
+  console.error = (...a: unknown[]) => said.push(a.join(" "));
+  try {
+    assert.equal(resolveGemm("cpu", { name: "auto" }), "wasm");
+    assert.equal(resolveGemm("webgpu", { name: "auto" }), "wasm");
+    assert.equal(resolveGemm("wasm", { name: "wasm" }), "wasm");
+    assert.deepEqual(said, []);
+    assert.equal(chooseGemm("wasm", { name: "auto", paths: missing }).name, "wasm");
+    assert.equal(activeBlas(), undefined);
+    assert.equal(said.length, 1);
+    assert.match(
+      said[0],
+      /the wasm product runs \(--gemm auto\): OpenBLAS could not be loaded; tried \/nonexistent/,
+    );
+    // tools/setup.sh installs OpenBLAS, so here auto finds it.
+    const s = chooseGemm("wasm", { name: "auto", threads: 1 });
+    assert.equal(gemmIdentity("wasm", s), "wasm+openblas-t1");
+    assert.equal((await initCompute({ backend: "cpu", gemm: "auto" })).identity, "cpu");
+    assert.equal(
+      (await initCompute({ backend: "wasm", gemm: "auto", workers: 2 })).identity,
+      "wasm+openblas-t1",
+    );
+  } finally {
+    console.error = error;
+    await initBackend("wasm");
+    chooseGemm("wasm", { name: "wasm" });
   }
 });
 

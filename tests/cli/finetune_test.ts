@@ -177,7 +177,7 @@ Deno.test("finetune --gemm openblas: its identity in the summary; a wrong name o
     assert.match(ok.stdout, /backend wasm\+openblas-t1\)/);
     const bad = await normtune(args(join(w.dir, "bad"), "mkl"));
     assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /--gemm mkl is not a product; use one of wasm, openblas/);
+    assert.match(bad.stderr, /--gemm mkl is not a product; use one of wasm, openblas, auto/);
     const missing = join(w.dir, "missing");
     const r = await normtune(args(missing, "openblas"), {
       NORMTUNE_OPENBLAS: "/nonexistent/libopenblas.so.0",
@@ -192,6 +192,31 @@ Deno.test("finetune --gemm openblas: its identity in the summary; a wrong name o
     });
     assert.equal(env.code, 1);
     assert.match(env.stderr, /OpenBLAS could not be loaded/);
+  } finally {
+    await w.cleanup();
+  }
+});
+
+Deno.test("finetune's default product: OpenBLAS where it loads, else wasm, saying so; a resumed run keeps its own", async () => {
+  const w = await tinyWorld(16, 8);
+  try {
+    const args = (out: string) =>
+      ["finetune", "--model", w.model, "--task", "RTE", "--mode", "bitfit", "--glue-dir", w.glue]
+        .concat(["--max-len", "24", "--batch-size", "8", "--workers", "2", "--out", out]);
+    // (The tests run without NORMTUNE_GEMM, whose choice would come before the default.)
+    const fast = await normtune(args(join(w.dir, "fast")));
+    assert.equal(fast.code, 0, fast.stderr);
+    assert.match(fast.stdout, /backend wasm\+openblas-t1\)/);
+    const none = await normtune(args(join(w.dir, "none")), {
+      NORMTUNE_OPENBLAS: "/nonexistent/libopenblas.so.0",
+    });
+    assert.equal(none.code, 0, none.stderr);
+    assert.match(none.stdout, /backend wasm\)/);
+    assert.match(none.stderr, /the wasm product runs \(--gemm auto\): OpenBLAS could not be loaded/);
+    // The run made on wasm, asked again without --gemm where OpenBLAS loads: its saved result, not an error.
+    const again = await normtune(args(join(w.dir, "none")));
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /already finished[\s\S]*backend wasm\)/);
   } finally {
     await w.cleanup();
   }

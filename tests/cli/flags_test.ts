@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseFlags, UsageError } from "../../lib/cli/flags.ts";
+import { parseFlags, runGemm, UsageError } from "../../lib/cli/flags.ts";
 
 const SPEC = { lr: "number", out: "string", fresh: "boolean", tasks: "strings" } as const;
 
@@ -38,4 +38,22 @@ Deno.test("flags: a long bad value is cut in the message", () => {
       err instanceof UsageError &&
       /^--lr must be a number, got "x+… \(100000 characters\)$/.test(err.message) && err.message.length < 200,
   );
+});
+
+Deno.test("runGemm: the flag, else NORMTUNE_GEMM, else the resumed run's product, else auto", () => {
+  const saved = Deno.env.get("NORMTUNE_GEMM");
+  try {
+    Deno.env.delete("NORMTUNE_GEMM");
+    assert.equal(runGemm(undefined), "auto");
+    assert.equal(runGemm(undefined, "wasm+openblas-t2"), "openblas");
+    assert.equal(runGemm(undefined, "wasm"), "wasm");
+    assert.equal(runGemm(undefined, "cpu"), "wasm");
+    assert.equal(runGemm("wasm", "wasm+openblas-t1"), "wasm");
+    Deno.env.set("NORMTUNE_GEMM", "openblas");
+    assert.equal(runGemm(undefined, "wasm"), "openblas");
+    assert.throws(() => runGemm("blas"), /--gemm blas is not a product; use one of wasm, openblas, auto/);
+  } finally {
+    if (saved === undefined) Deno.env.delete("NORMTUNE_GEMM");
+    else Deno.env.set("NORMTUNE_GEMM", saved);
+  }
 });
