@@ -13,8 +13,9 @@
  *   deno task bench --job                            # whole fine-tuning jobs (below), reports/bench-job.json
  *
  * `--job` times whole fine-tuning jobs instead of steps (lib/bench/job.ts): the project's `finetune` on RTE,
- * 1 epoch of 640 training examples, batch 32, max length 128, length-bucketed batches, for tiny and mini,
- * each mode, 1 and 2 workers, each beside PyTorch's same job on the same batches (tools/torch_job.py).
+ * 1 epoch of 640 training examples, batch 32, max length 128, length-bucketed batches, for tiny and mini
+ * (`--shapes base` adds bert-base: batch 8, 64 examples), each mode, 1 and 2 workers, each beside PyTorch's
+ * same job on the same batches (tools/torch_job.py).
  *
  * `--gemm wasm,openblas` runs every case (steps or jobs) on each product in turn (the wasm backend's
  * products: the project's wasm GEMM, or OpenBLAS, lib/backend/gemm_choice.ts), so their ratios, and each
@@ -27,13 +28,14 @@
  *        --gemm wasm,openblas (default NORMTUNE_GEMM, else auto as finetune: openblas where it loads)
  *        --micro-batch N (rows per pass, gradients accumulated; default 2 for bert-base full, else all)
  *        --out FILE (default reports/bench.json; with --job reports/bench-job.json)  --quick
- *        --job  --job-examples N (default 640; 64 with --quick)  --job-models tiny=DIR,mini=DIR
- *        (with --job, --batch and --seq are the job's batch size and max length)
+ *        --job  --job-examples N (default 640, base 64; 64 with --quick)  --job-models tiny=DIR,mini=DIR,base=DIR
+ *        (with --job, --batch and --seq are the job's batch size and max length, and --repeats N runs every
+ *        job and PyTorch's N times, interleaved, reporting the median run)
  */
 import { parseFlags, UsageError } from "../lib/cli/flags.ts";
 import { formatMatMul } from "../lib/bench/matmul.ts";
 import { formatCases, formatJobs } from "../lib/bench/report.ts";
-import { JOB_SHAPES } from "../lib/bench/job.ts";
+import { DEFAULT_JOB_SHAPES, JOB_SHAPES } from "../lib/bench/job.ts";
 import { type BenchOptions, QUICK, runBench } from "../lib/bench/run.ts";
 import { BENCH_MODES, type BenchMode, getShape, SHAPE_NAMES, type ShapeName } from "../lib/bench/shapes.ts";
 import { formatKernelTable } from "../lib/bench/profile.ts";
@@ -79,8 +81,8 @@ export async function main(args: string[]): Promise<number> {
         "[--workers 1,2] [--repeats N] [--warmup N] [--batch N --seq N] [--no-torch] [--torch-steps N] " +
         "[--no-profile] [--no-extras] [--backend wasm|cpu|webgpu] [--gemm wasm,openblas] [--micro-batch N] " +
         "[--out FILE]\n" +
-        "       deno task bench --job [--quick] [--shapes tiny,mini] [--modes ...] [--workers 1,2] " +
-        "[--job-examples N] [--job-models tiny=DIR,mini=DIR] [--batch N --seq N] [--gemm wasm,openblas] " +
+        "       deno task bench --job [--quick] [--shapes tiny,mini,base] [--modes ...] [--workers 1,2] " +
+        "[--job-examples N] [--job-models tiny=DIR,mini=DIR,base=DIR] [--batch N --seq N] [--gemm wasm,openblas] " +
         "[--no-torch] [--out FILE]",
     );
     return 0;
@@ -88,7 +90,7 @@ export async function main(args: string[]): Promise<number> {
   const job = f.bool("job");
   const base: BenchOptions = f.bool("quick")
     ? { ...QUICK, ...(job ? { batch: undefined, seq: undefined } : {}) }
-    : { shapes: [...(job ? JOB_SHAPES : SHAPE_NAMES)], modes: [...BENCH_MODES] };
+    : { shapes: [...(job ? DEFAULT_JOB_SHAPES : SHAPE_NAMES)], modes: [...BENCH_MODES] };
   const opts: BenchOptions = {
     ...base,
     shapes: (list(f.optionalString("shapes"), SHAPE_NAMES, "shapes") as ShapeName[]) ?? base.shapes,
@@ -132,7 +134,7 @@ export async function main(args: string[]): Promise<number> {
   for (const s of opts.shapes) getShape(s);
   if (job) {
     opts.job = true;
-    for (const flag of ["repeats", "warmup", "torch-steps", "no-profile", "no-extras", "micro-batch"]) {
+    for (const flag of ["warmup", "torch-steps", "no-profile", "no-extras", "micro-batch"]) {
       if (f.has(flag)) throw new UsageError(`--${flag} is for the step cases, not --job`);
     }
     const bad = opts.shapes.filter((s) => !JOB_SHAPES.includes(s));

@@ -44,7 +44,7 @@ import { modelDir, modelsDir } from "../util/paths.ts";
 import type { JobCase, JobReport, JobSettings } from "./report.ts";
 import { type BenchMode, type BenchShape, getShape, type ShapeName } from "./shapes.ts";
 import { cpuSeconds } from "./timing.ts";
-import { runTorchJob } from "./torch.ts";
+import { runTorchJob, type TorchJobResult } from "./torch.ts";
 
 /** The job of the issue's goal: RTE, 640 examples, 1 epoch, batch 32, 128 tokens. */
 export const JOB: Readonly<JobSettings> = {
@@ -63,8 +63,27 @@ export const JOB: Readonly<JobSettings> = {
 /** `--quick --job`: a smoke run, 64 examples (2 batches of 32), 32 dev examples. */
 export const QUICK_JOB = { examples: 64, devExamples: 32 } as const;
 
-/** The shapes a job runs on (bert-base's epoch would take hours on wasm). */
-export const JOB_SHAPES: readonly ShapeName[] = ["tiny", "mini"];
+/** The shapes a job runs on; `--job` without `--shapes` runs `DEFAULT_JOB_SHAPES`. */
+export const JOB_SHAPES: readonly ShapeName[] = ["tiny", "mini", "base"];
+export const DEFAULT_JOB_SHAPES: readonly ShapeName[] = ["tiny", "mini"];
+
+/**
+ * bert-base's job, where not given otherwise: the issue's 8 x 128 batches, and 64 training and 64 dev
+ * examples (8 steps), since its 640-example epoch takes about 4 minutes a run even on OpenBLAS (each mode
+ * runs 2 worker counts and PyTorch). Full fine-tuning runs in micro-batches of 2 rows on wasm heaps, as
+ * the step bench does (the whole batch's activations and AdamW state overflow the 4 GiB heap).
+ */
+export const BASE_JOB: Readonly<Partial<JobSettings>> = { batch: 8, examples: 64, devExamples: 64 };
+
+/** Rows per pass of a job: 2 for bert-base full fine-tuning off the GPU (`BASE_JOB`), else the batch. */
+export function jobMicroBatch(shape: ShapeName, mode: BenchMode, backend?: BackendName): number | undefined {
+  return shape === "base" && mode === "full" && backend !== "webgpu" ? 2 : undefined;
+}
+
+/** A shape's job: `JOB`, base's own sizes for bert-base, then what was given. */
+export function jobSettings(shape: ShapeName, given: Partial<JobSettings> = {}): JobSettings {
+  return { ...JOB, ...(shape === "base" ? BASE_JOB : {}), ...given };
+}
 
 /** The default model folder of the tiny shape. */
 export const TINY_MODEL = "bert-tiny-v2";
@@ -74,7 +93,7 @@ export interface JobOptions {
   modes: BenchMode[];
   /** Worker counts (default 1 and 2). */
   workers?: number[];
-  /** Settings that differ from `JOB`. */
+  /** Settings that differ from `JOB` (and for base from `BASE_JOB`). */
   settings?: Partial<JobSettings>;
   /** Model folder (path or name under NORMTUNE_MODELS_DIR) per shape. */
   models?: Partial<Record<ShapeName, string>>;
@@ -87,6 +106,12 @@ export interface JobOptions {
   warmup?: boolean;
   backend?: BackendName;
   /**
+   * Runs of every job and of PyTorch's (default 1), interleaved: each figure is the median run's, the
+   * times of all runs beside it (`trainRuns`). Two-core cloud machines vary by tens of percent between
+   * runs of the same job, on both sides.
+   */
+  repeats?: number;
+  /**
    * Products to run each job on, in turn (default ["wasm"]); OpenBLAS on the threads `finetune` gives
    * it (1 with two workers, else up to 2).
    */
@@ -98,6 +123,8 @@ export interface JobOptions {
 export interface JobRunOptions {
   backend?: BackendName;
   gemm?: GemmName;
+  /** Rows per pass, gradients accumulated (`jobMicroBatch`). */
+  microBatch?: number;
   glueDir?: string;
 }
 
@@ -129,6 +156,7 @@ export function jobOptions(
     weightDecay: s.weightDecay,
     clip: s.clip,
     workers,
+    ...(o.microBatch ? { microBatch: o.microBatch } : {}),
     backend: o.backend ?? "wasm",
     gemm: o.gemm ?? "wasm",
     glueDir: o.glueDir,
@@ -272,6 +300,14 @@ export async function jobPlan(
   return plan;
 }
 
+const runsText = (runs?: number[]) => runs ? ` (runs ${runs.map((t) => t.toFixed(2)).join(", ")})` : "";
+
+/** The run with the median value (of an even count, the lower middle: always a measured run). */
+export function medianRun<T>(runs: T[], value: (r: T) => number): T | undefined {
+  const sorted = [...runs].sort((a, b) => value(a) - value(b));
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
 /** One job: `finetune` in a fresh folder under `tmp` (removed after), timed whole and by its own clock. */
 export async function runJob(
   s: JobSettings,
@@ -363,9 +399,10 @@ function errorJob(
  * job right after, so both see the same load on the machine. `log` gets a line per job.
  */
 export async function runJobs(o: JobOptions, log: (line: string) => void): Promise<JobReport> {
-  const settings: JobSettings = { ...JOB, ...o.settings };
   const warmup = (o.warmup ?? true) && o.shapes.length > 0 && o.modes.length > 0;
-  const report: JobReport = { settings, models: {}, warmup, cases: [] };
+  const repeats = o.repeats ?? 1;
+  // The report's settings are tiny's and mini's; base's own sizes are in its model line and its cases.
+  const report: JobReport = { settings: jobSettings("tiny", o.settings), models: {}, warmup, cases: [] };
   const tmp = await Deno.makeTempDir({ prefix: "normtune-bench-job-" });
   const runOpts = { backend: o.backend, glueDir: o.glueDir };
   // Each job chooses its product (finetune does): the process gets back the one it had.
@@ -373,18 +410,24 @@ export async function runJobs(o: JobOptions, log: (line: string) => void): Promi
   try {
     for (const shape of o.shapes) {
       if (!JOB_SHAPES.includes(shape)) {
-        throw new Error(`--job runs on ${JOB_SHAPES.join(" and ")}, not ${shape}`);
+        throw new Error(`--job runs on ${JOB_SHAPES.join(", ")}, not ${shape}`);
       }
+      const settings = jobSettings(shape, o.settings);
       const model = await jobModel(shape, tmp, o.models);
-      report.models[shape] = model.about;
+      report.models[shape] = model.about +
+        (shape === "base"
+          ? `; batch ${settings.batch} x ${settings.maxLen}, ${settings.examples} examples`
+          : "");
       log(`bench job ${shape}: ${model.about} (${model.path})`);
       if (warmup && shape === o.shapes[0]) {
         const one = { ...settings, examples: settings.batch, devExamples: settings.batch };
-        await runJob(one, model, shape, o.modes[0], 1, tmp, runOpts).catch((err) => {
+        const first = { ...runOpts, microBatch: jobMicroBatch(shape, o.modes[0], o.backend) };
+        await runJob(one, model, shape, o.modes[0], 1, tmp, first).catch((err) => {
           log(`bench job warm-up: ${err instanceof Error ? err.message : err}`);
         });
       }
       for (const mode of o.modes) {
+        const modeOpts = { ...runOpts, microBatch: jobMicroBatch(shape, mode, o.backend) };
         const files = {
           input: join(tmp, "torch-job.json"),
           weights: join(tmp, "torch-job-weights.safetensors"),
@@ -394,25 +437,41 @@ export async function runJobs(o: JobOptions, log: (line: string) => void): Promi
         let plan: JobPlan | undefined;
         try {
           plan = await jobPlan(
-            jobOptions(settings, model.path, mode, 1, tmp, runOpts),
+            jobOptions(settings, model.path, mode, 1, tmp, modeOpts),
             torch ? files : undefined,
           );
-          for (const workers of o.workers ?? [1, 2]) {
-            for (const gemm of o.gemms ?? ["wasm"]) {
-              try {
-                cases.push({
-                  ...await runJob(settings, model, shape, mode, workers, tmp, { ...runOpts, gemm }),
-                  paddingShare: plan.paddingShare,
-                });
-              } catch (err) {
-                cases.push(errorJob(settings, model.about, shape, mode, workers, err, gemm));
+          // Each repeat runs every job, then PyTorch's, so that both sides see the same spells of load.
+          const runs = new Map<string, JobCase[]>();
+          const failed = new Map<string, JobCase>();
+          const torchRuns: { result: TorchJobResult; wallSeconds: number }[] = [];
+          let torchReason: string | undefined;
+          for (let rep = 0; rep < repeats; rep++) {
+            for (const workers of o.workers ?? [1, 2]) {
+              for (const gemm of o.gemms ?? ["wasm"]) {
+                const key = `${workers}/${gemm}`;
+                if (failed.has(key)) continue;
+                try {
+                  const c = await runJob(settings, model, shape, mode, workers, tmp, { ...modeOpts, gemm });
+                  runs.set(key, [...runs.get(key) ?? [], { ...c, paddingShare: plan.paddingShare }]);
+                } catch (err) {
+                  failed.set(key, errorJob(settings, model.about, shape, mode, workers, err, gemm));
+                }
               }
             }
+            if (torch) {
+              const t = await runTorchJob(files.input);
+              if (t.available) torchRuns.push(t);
+              else torchReason = t.reason;
+            }
           }
-          if (torch) {
-            const t = await runTorchJob(files.input);
-            for (const c of cases.filter((c) => !c.error)) {
-              if (t.available) {
+          const t = medianRun(torchRuns, (r) => r.result.train_s);
+          for (const workers of o.workers ?? [1, 2]) {
+            for (const gemm of o.gemms ?? ["wasm"]) {
+              const key = `${workers}/${gemm}`;
+              const mine = runs.get(key) ?? [];
+              const c = failed.get(key) ?? medianRun(mine, (r) => r.trainSeconds)!;
+              if (!c.error && repeats > 1) c.trainRuns = mine.map((r) => r.trainSeconds);
+              if (!c.error && t) {
                 const r = t.result;
                 c.torch = {
                   trainSeconds: r.train_s,
@@ -423,12 +482,14 @@ export async function runJobs(o: JobOptions, log: (line: string) => void): Promi
                   trainable: r.trainable,
                   steps: r.steps,
                   trainLoss: r.train_loss,
+                  ...(repeats > 1 ? { trainRuns: torchRuns.map((x) => x.result.train_s) } : {}),
                 };
                 c.torchRatio = c.trainSeconds / r.train_s;
-              } else c.torchNote = t.reason;
+              } else if (!c.error && torch && torchReason) c.torchNote = torchReason;
+              cases.push(c);
             }
-            if (!t.available) log(`bench job ${shape} ${mode}: ${t.reason}`);
           }
+          if (torch && !t && torchReason) log(`bench job ${shape} ${mode}: ${torchReason}`);
         } catch (err) {
           cases.push(errorJob(settings, model.about, shape, mode, 0, err));
         } finally {
@@ -441,10 +502,11 @@ export async function runJobs(o: JobOptions, log: (line: string) => void): Promi
               ? `bench job ${shape} ${mode} ${c.gemm} workers ${c.workers}: error: ${c.error}`
               : `bench job ${shape} ${mode} ${c.gemm} workers ${c.workers}: train ${
                 c.trainSeconds.toFixed(2)
-              } s, ` +
-                `whole ${c.wholeSeconds.toFixed(2)} s` +
+              } s${runsText(c.trainRuns)}, whole ${c.wholeSeconds.toFixed(2)} s` +
                 (c.torch
-                  ? `; PyTorch ${c.torch.trainSeconds.toFixed(2)} s, ${c.torchRatio!.toFixed(2)}x`
+                  ? `; PyTorch ${c.torch.trainSeconds.toFixed(2)} s${runsText(c.torch.trainRuns)}, ${
+                    c.torchRatio!.toFixed(2)
+                  }x`
                   : ""),
           );
         }

@@ -94,6 +94,8 @@ export interface JobTorchFigures {
   trainable: number;
   steps: number;
   trainLoss: number;
+  /** With `--repeats N`: every run's trainSeconds (the figures above are the median run's). */
+  trainRuns?: number[];
 }
 
 /** One whole fine-tuning job: `finetune` for one shape, mode and worker count. */
@@ -117,6 +119,8 @@ export interface JobCase {
    * made from the encoded rows included; no loading, tokenising, worker start, evaluation or saving.
    */
   trainSeconds: number;
+  /** With `--repeats N`: every run's trainSeconds (the figures here are the median run's). */
+  trainRuns?: number[];
   /** The epoch-end evaluation (its metrics' evalSeconds). */
   evalSeconds: number;
   devExamples: number;

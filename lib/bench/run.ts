@@ -34,7 +34,7 @@ import {
 import { type BenchMode, type BenchShape, getShape, largestProduct, type ShapeName } from "./shapes.ts";
 import { benchEval, benchFisherLayerNorm, benchTrainStep, type CaseResult } from "./cases.ts";
 import { runTorchStep, torchJobScript, torchScript } from "./torch.ts";
-import { JOB, QUICK_JOB, runJobs } from "./job.ts";
+import { QUICK_JOB, runJobs } from "./job.ts";
 
 export interface BenchOptions {
   shapes: ShapeName[];
@@ -207,8 +207,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     const settings: Partial<JobSettings> = {
       ...(o.quick ? QUICK_JOB : {}),
       ...(o.jobExamples ? { examples: o.jobExamples } : {}),
-      batch: o.batch ?? JOB.batch,
-      maxLen: o.seq ?? JOB.maxLen,
+      ...(o.batch ? { batch: o.batch } : {}),
+      ...(o.seq ? { maxLen: o.seq } : {}),
     };
     report.job = await runJobs({
       shapes: o.shapes,
@@ -219,6 +219,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       models: o.jobModels,
       torch: useTorch && script !== undefined,
       backend: o.backend,
+      repeats: o.repeats,
     }, log);
     return report;
   }

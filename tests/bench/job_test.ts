@@ -1,7 +1,18 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { JOB, jobModel, jobOptions, jobPlan, QUICK_JOB, runJobs } from "../../lib/bench/job.ts";
+import {
+  BASE_JOB,
+  JOB,
+  jobMicroBatch,
+  jobModel,
+  jobOptions,
+  jobPlan,
+  jobSettings,
+  medianRun,
+  QUICK_JOB,
+  runJobs,
+} from "../../lib/bench/job.ts";
 import { currentGemm } from "../../lib/backend/gemm_choice.ts";
 import { sharedGlue, sharedModel, tempDir } from "../env.ts";
 
@@ -47,7 +58,7 @@ Deno.test("jobPlan writes the batches finetune trains on, bucketed and padded to
   }
 });
 
-Deno.test("runJobs: finetune and PyTorch's same job, or a note where python3-torch is missing", async () => {
+Deno.test("runJobs: finetune and PyTorch's same job (2 repeats: the median run, every run's time), or a note where python3-torch is missing", async () => {
   const torch = await hasTorch();
   const job = await runJobs({
     shapes: ["tiny"],
@@ -55,14 +66,20 @@ Deno.test("runJobs: finetune and PyTorch's same job, or a note where python3-tor
     workers: [1],
     settings: QUICK_JOB,
     warmup: false,
+    repeats: 2,
     glueDir: sharedGlue(),
   }, () => {});
   assert.equal(job.warmup, false);
+  assert.equal(job.cases.length, 1);
   const [c] = job.cases;
   assert.equal(c.error, undefined);
   assert.deepEqual([c.mode, c.workers, c.examples, c.steps], ["bitfit", 1, 64, 2]);
+  assert.equal(c.trainRuns?.length, 2);
+  assert.equal(c.trainSeconds, Math.min(...c.trainRuns!), "of two runs, the lower middle");
   if (torch) {
     assert.ok(c.torch, c.torchNote);
+    assert.equal(c.torch.trainRuns?.length, 2);
+    assert.equal(c.torch.trainSeconds, Math.min(...c.torch.trainRuns!));
     // The same batches and the same trained parameters.
     assert.deepEqual([c.torch.steps, c.torch.trainable, c.torch.threads], [c.steps, c.trainable, 2]);
     assert.ok(c.torch.trainSeconds > 0 && Number.isFinite(c.torch.trainLoss));
@@ -111,4 +128,28 @@ Deno.test("jobModel: tiny is bert-tiny-v2; mini a mini-shaped folder, else a ran
   } finally {
     await cleanup();
   }
+});
+
+Deno.test("jobSettings: bert-base's job is 8 x 128 on 64 examples unless given; its full runs in micro-batches", () => {
+  assert.deepEqual(jobSettings("tiny"), JOB);
+  assert.deepEqual(jobSettings("mini", { examples: 100 }), { ...JOB, examples: 100 });
+  const base = jobSettings("base");
+  assert.deepEqual([base.batch, base.maxLen, base.examples, base.devExamples], [8, 128, 64, 64]);
+  assert.equal(jobSettings("base", { examples: 640, batch: 16 }).examples, 640);
+  assert.equal(jobSettings("base", { examples: 640, batch: 16 }).batch, 16);
+  assert.equal(BASE_JOB.batch, 8);
+  assert.equal(jobMicroBatch("base", "full"), 2);
+  assert.equal(jobMicroBatch("base", "full", "webgpu"), undefined);
+  assert.equal(jobMicroBatch("base", "layernorm"), undefined);
+  assert.equal(jobMicroBatch("tiny", "full"), undefined);
+  const o = jobOptions(base, "m", "full", 2, "/tmp/x", { microBatch: jobMicroBatch("base", "full") });
+  assert.deepEqual([o.batchSize, o.maxTrain, o.maxDev, o.microBatch, o.workers], [8, 64, 64, 2, 2]);
+});
+
+Deno.test("medianRun: the middle run; of an even count the lower middle; none of none", () => {
+  const id = (x: number) => x;
+  assert.equal(medianRun([3, 1, 2], id), 2);
+  assert.equal(medianRun([4, 1, 3, 2], id), 2);
+  assert.equal(medianRun([5], id), 5);
+  assert.equal(medianRun([], id), undefined);
 });
