@@ -135,9 +135,9 @@ Deno.test("deno task bench --job --quick: a whole finetune job on 64 RTE example
 });
 
 Deno.test("bench --job flags are checked", async () => {
-  await assert.rejects(() => main(["--job", "--shapes", "base"]), /--job runs on tiny, mini, not base/);
   await assert.rejects(() => main(["--job-examples", "10"]), /go with --job/);
-  await assert.rejects(() => main(["--job", "--repeats", "3"]), /--repeats is for the step cases, not --job/);
+  await assert.rejects(() => main(["--job", "--warmup", "3"]), /--warmup is for the step cases, not --job/);
+  await assert.rejects(() => main(["--job", "--repeats", "0"]), /--repeats must be a positive integer/);
   await assert.rejects(
     () => main(["--job", "--job-examples", "0"]),
     /--job-examples must be a positive integer/,
