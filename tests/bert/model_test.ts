@@ -3,6 +3,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { initBackend, tf } from "../../lib/tf.ts";
 import { BertClassifier } from "../../lib/bert/model.ts";
+import { parseConfig } from "../../lib/bert/config.ts";
+import { randomWeights } from "../../lib/bert/init.ts";
 import { readSafetensors, type TensorMap } from "../../lib/bert/safetensors.ts";
 import { loadCheckpoint } from "../../lib/bert/checkpoint.ts";
 import { sharedModel } from "../env.ts";
@@ -217,4 +219,37 @@ Deno.test("bert-tiny: finite, deterministic logits; cpu equals wasm within 1e-4"
     model.dispose();
   }
   assertClose(results[1], results[0], "wasm vs cpu", 1e-4, 0);
+});
+
+Deno.test("logits frees each layer's intermediates when the layer is done: more layers add only their output", async () => {
+  await initBackend("wasm");
+  const peak = (layers: number) => {
+    const config = parseConfig({
+      vocab_size: 50,
+      hidden_size: 32,
+      num_hidden_layers: layers,
+      num_attention_heads: 2,
+      intermediate_size: 128,
+    }, "test");
+    const model = new BertClassifier(config, 2, randomWeights(config, 2, 0));
+    const [b, s] = [8, 32];
+    const batch = {
+      batchSize: b,
+      seqLen: s,
+      inputIds: new Int32Array(b * s).map((_, i) => i % 50),
+      tokenTypeIds: new Int32Array(b * s),
+      attentionMask: new Int32Array(b * s).fill(1),
+    };
+    const before = tf.memory().numBytes;
+    return tf.profile(() => model.logits(batch)).then((p) => {
+      tf.dispose(p.result as tf.Tensor);
+      model.dispose();
+      return p.peakBytes - before;
+    });
+  };
+  const [two, six] = [await peak(2), await peak(6)];
+  // Per layer the pass keeps its [8, 32, 32] output (32 KiB); a layer's intermediates ([8, 32, 128] twice,
+  // q/k/v/context and the attention probabilities) come to over 500 KiB.
+  const perLayer = (six - two) / 4;
+  assert.ok(perLayer < 2 * 8 * 32 * 32 * 4, `each extra layer raised the peak by ${perLayer} bytes`);
 });
