@@ -20,7 +20,7 @@
  *
  * ```ts
  * const s = chooseGemm("wasm", { name: "openblas", threads: 1 });
- * gemmIdentity("wasm", s); // "wasm+openblas-t1"; with the default product: "wasm"
+ * gemmIdentity("wasm", s); // "wasm+openblas-t1"; with the wasm product: "wasm"
  * ```
  */
 import { loadOpenBlas, type OpenBlas } from "./blas_gemm.ts";
@@ -143,7 +143,7 @@ export function activeBlas(): OpenBlas | undefined {
 
 /**
  * What results computed on `backend` with product `s` are labelled with (a run's identity, a cell's
- * configuration): the backend's name alone for the default product, so that every earlier result keeps
+ * configuration): the backend's name alone for the wasm product, so that every earlier result keeps
  * its id; `wasm+openblas-tN` with OpenBLAS on N threads, whose bits differ from the wasm product's and
  * from one thread count to another.
  */
