@@ -42,6 +42,7 @@ import { formatKernelTable } from "../lib/bench/profile.ts";
 import { type GemmName, GEMMS } from "../lib/backend/gemm_choice.ts";
 import { type BackendName, BACKENDS } from "../lib/tf.ts";
 import { writeJsonAtomic } from "../lib/util/atomic.ts";
+import { exitWhenDone } from "../lib/util/exit.ts";
 
 function list(value: string | undefined, all: readonly string[], what: string): string[] | undefined {
   if (value === undefined) return undefined;
@@ -196,9 +197,9 @@ export async function main(args: string[]): Promise<number> {
 
 if (import.meta.main) {
   try {
-    Deno.exit(await main(Deno.args));
+    exitWhenDone(await main(Deno.args));
   } catch (err) {
     console.error(`bench: ${err instanceof Error ? err.message : err}`);
-    Deno.exit(err instanceof UsageError ? 2 : 1);
+    exitWhenDone(err instanceof UsageError ? 2 : 1);
   }
 }

@@ -3,6 +3,7 @@
  * `run(args)`. Errors go to stderr with a non-zero exit; results are written atomically by the commands.
  */
 import { describeFlags, HelpRequest, UsageError } from "./flags.ts";
+import { exitWhenDone } from "../util/exit.ts";
 
 /** `file` is the command's module in this folder; its top doc comment is its `--help` text. */
 type Command = { about: string; file: string };
@@ -95,4 +96,4 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) exitWhenDone(await main(Deno.args));
