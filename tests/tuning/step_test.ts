@@ -109,29 +109,31 @@ Deno.test("a diverging step (NaN loss) throws before changing anything", async (
   }
 });
 
-Deno.test("micro-batches accumulate to the whole batch's update (no dropout), without leaks", async () => {
-  const config = { ...ck.config, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 };
-  const run = async (microBatch: number) => {
-    const model = new BertClassifier(config, 2, ck.tensors);
-    const runner = new StepRunner(model, selectTrainable("bitfit", names), { weightDecay: 0.01, microBatch });
-    const counts: number[] = [];
-    for (let s = 0; s < 3; s++) {
-      await runner.step(batch, labels, 1e-2, s);
-      counts.push(tf.memory().numTensors);
+for (const mode of ["bitfit", "full"] as const) {
+  Deno.test(`micro-batches accumulate to the whole batch's update (${mode}, no dropout), without leaks`, async () => {
+    const config = { ...ck.config, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 };
+    const run = async (microBatch: number) => {
+      const model = new BertClassifier(config, 2, ck.tensors);
+      const runner = new StepRunner(model, selectTrainable(mode, names), { weightDecay: 0.01, microBatch });
+      const counts: number[] = [];
+      for (let s = 0; s < 3; s++) {
+        await runner.step(batch, labels, 1e-2, s);
+        counts.push(tf.memory().numTensors);
+      }
+      const out = values(model);
+      runner.dispose();
+      model.dispose();
+      return { out, counts };
+    };
+    const whole = await run(0), micro = await run(1);
+    assert.equal(new Set(micro.counts).size, 1, `tensor counts ${micro.counts}`);
+    for (const [name, a] of whole.out) {
+      // The key bias cancels in the softmax: its exact gradient is 0, so Adam turns rounding noise of
+      // either sign into full-size steps. Every other parameter must agree.
+      if (name.endsWith("attention.self.key.bias")) continue;
+      const b = micro.out.get(name)!;
+      const diff = a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
+      assert.ok(diff < 1e-5, `${name}: micro-batched update differs by ${diff}`);
     }
-    const out = values(model);
-    runner.dispose();
-    model.dispose();
-    return { out, counts };
-  };
-  const whole = await run(0), micro = await run(1);
-  assert.equal(new Set(micro.counts).size, 1, `tensor counts ${micro.counts}`);
-  for (const [name, a] of whole.out) {
-    // The key bias cancels in the softmax: its exact gradient is 0, so Adam turns rounding noise of
-    // either sign into full-size steps. Every other parameter must agree.
-    if (name.endsWith("attention.self.key.bias")) continue;
-    const b = micro.out.get(name)!;
-    const diff = a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
-    assert.ok(diff < 1e-5, `${name}: micro-batched update differs by ${diff}`);
-  }
-});
+  });
+}
