@@ -136,9 +136,10 @@ export const MIN_ROWS_PER_WORKER = 16;
  * worker `MIN_ROWS_PER_WORKER` rows, else 1; one process elsewhere (measured on wasm only: webgpu runs the
  * whole batch on one GPU, and native tensorflow has a thread pool of its own). Not a default of
  * `resolveHyperparameters`: grid cells keep their one worker (`--jobs` already spreads cells over the
- * cores) and their identities. The same with `--gemm openblas`: in the idle whole-job benchmark (README
- * "Speed and memory") two workers of one OpenBLAS thread each beat one worker of two threads in 5 of 6
- * cases (all but tiny full fine-tuning).
+ * cores) and their identities. The same on OpenBLAS (the CLI's default product where it loads): in the idle
+ * whole-job benchmarks (README "Speed and memory") two workers of one OpenBLAS thread each beat one worker
+ * of two threads in 5 of 6 cases, then in 4 of 6 (full fine-tuning, which exchanges every weight between
+ * the workers each step, went either way), so the rule does not depend on the mode.
  */
 export function autoWorkers(
   backend: string,
