@@ -151,6 +151,11 @@ export function gemmIdentity(backend: string, s: GemmSetting = current): string 
   return s.name === "wasm" ? backend : `${backend}+openblas-t${s.threads}`;
 }
 
+/** The product a `gemmIdentity` label names: "wasm+openblas-t1" is openblas; a bare backend, wasm. */
+export function gemmOfIdentity(identity: string): GemmName {
+  return identity.includes("+openblas-") ? "openblas" : "wasm";
+}
+
 /** A short name of the product for tables: "wasm", or "openblas-tN" (N threads). */
 export function gemmLabel(s: GemmSetting = current): string {
   return s.name === "wasm" ? "wasm" : `openblas-t${s.threads}`;

@@ -88,11 +88,14 @@ async function savedIdentity(f: Flags): Promise<RunConfig["identity"] | undefine
  * `--workers`, else the count the run in OUT was started with (so that it resumes), else
  * "auto" (`autoWorkers`: the default for the batch size on wasm and cpu, one process on webgpu and tensorflow).
  */
-export async function workersFlag(f: Flags): Promise<number | "auto"> {
+export async function workersFlag(
+  f: Flags,
+  saved: Promise<RunConfig["identity"] | undefined> = savedIdentity(f),
+): Promise<number | "auto"> {
   const given = f.optionalNumber("workers");
   if (given !== undefined) return given;
-  const saved = await savedIdentity(f);
-  return saved ? saved.workers ?? 1 : "auto";
+  const identity = await saved;
+  return identity ? identity.workers ?? 1 : "auto";
 }
 
 export async function run(args: string[]): Promise<void> {
@@ -105,11 +108,13 @@ export async function run(args: string[]): Promise<void> {
   if (init !== undefined && !(INIT_NAMES as readonly string[]).includes(init)) {
     throw new UsageError(`--init ${init} is not an initialisation; use one of ${INIT_NAMES.join(", ")}`);
   }
+  // Read once: the worker count and the product of a run that resumes both come from it.
+  const saved = savedIdentity(f);
   const maxLen = f.has("max-len") ? await maxLenFlag(f, modelDir(f.string("model"))) : undefined;
   const result = await finetune({
     ...hyperparameterFlags(f),
     maxLen,
-    workers: await workersFlag(f),
+    workers: await workersFlag(f, saved),
     model: f.string("model"),
     task: f.string("task"),
     mode,
@@ -119,7 +124,7 @@ export async function run(args: string[]): Promise<void> {
     saveModel: f.bool("save-model"),
     fresh: f.bool("fresh"),
     backend: backendFlag(f.optionalString("backend")),
-    gemm: runGemm(f.optionalString("gemm"), (await savedIdentity(f))?.backend),
+    gemm: runGemm(f.optionalString("gemm"), (await saved)?.backend),
     glueDir: f.optionalString("glue-dir"),
     quiet: f.bool("quiet"),
   });

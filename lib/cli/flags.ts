@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import { quote } from "../util/text.ts";
 import { join } from "node:path";
 import { maxLenProblem, readConfig } from "../bert/config.ts";
-import { GEMM_ASKS, type GemmAsk, gemmFromEnv } from "../backend/gemm_choice.ts";
+import { type GemmAsk, gemmFromEnv, gemmOfIdentity, parseGemm } from "../backend/gemm_choice.ts";
 import { type BackendName, BACKENDS } from "../tf.ts";
 
 export type FlagKind = "string" | "number" | "boolean" | "strings";
@@ -122,10 +122,11 @@ export function backendFlag(value: string | undefined): BackendName | undefined 
 /** Reads `--gemm` (the wasm backend's product, lib/backend/gemm_choice.ts), checking the name. */
 export function gemmFlag(value: string | undefined): GemmAsk | undefined {
   if (value === undefined) return undefined;
-  if (!(GEMM_ASKS as readonly string[]).includes(value)) {
-    throw new UsageError(`--gemm ${value} is not a product; use one of ${GEMM_ASKS.join(", ")}`);
+  try {
+    return parseGemm(value);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
   }
-  return value as GemmAsk;
 }
 
 /**
@@ -138,7 +139,7 @@ export function runGemm(value: string | undefined, saved?: string): GemmAsk {
   const given = gemmFlag(value);
   if (given) return given;
   if (Deno.env.get("NORMTUNE_GEMM") !== undefined) return gemmFromEnv();
-  if (saved !== undefined) return saved.includes("+openblas-") ? "openblas" : "wasm";
+  if (saved !== undefined) return gemmOfIdentity(saved);
   return "auto";
 }
 
