@@ -405,6 +405,14 @@ export async function runJobs(o: JobOptions, log: (line: string) => void): Promi
   const report: JobReport = { settings: jobSettings("tiny", o.settings), models: {}, warmup, cases: [] };
   const tmp = await Deno.makeTempDir({ prefix: "normtune-bench-job-" });
   const runOpts = { backend: o.backend, glueDir: o.glueDir };
+  const optsFor = (shape: ShapeName, mode: BenchMode) => ({
+    ...runOpts,
+    microBatch: jobMicroBatch(shape, mode, o.backend),
+  });
+  // The jobs of each mode, in report order: every worker count on every product.
+  const jobs = (o.workers ?? [1, 2]).flatMap((workers) =>
+    (o.gemms ?? ["wasm"] as GemmName[]).map((gemm) => ({ workers, gemm, key: `${workers}/${gemm}` }))
+  );
   // Each job chooses its product (finetune does): the process gets back the one it had.
   const gemmBefore = currentGemm();
   try {
@@ -421,13 +429,12 @@ export async function runJobs(o: JobOptions, log: (line: string) => void): Promi
       log(`bench job ${shape}: ${model.about} (${model.path})`);
       if (warmup && shape === o.shapes[0]) {
         const one = { ...settings, examples: settings.batch, devExamples: settings.batch };
-        const first = { ...runOpts, microBatch: jobMicroBatch(shape, o.modes[0], o.backend) };
-        await runJob(one, model, shape, o.modes[0], 1, tmp, first).catch((err) => {
+        await runJob(one, model, shape, o.modes[0], 1, tmp, optsFor(shape, o.modes[0])).catch((err) => {
           log(`bench job warm-up: ${err instanceof Error ? err.message : err}`);
         });
       }
       for (const mode of o.modes) {
-        const modeOpts = { ...runOpts, microBatch: jobMicroBatch(shape, mode, o.backend) };
+        const modeOpts = optsFor(shape, mode);
         const files = {
           input: join(tmp, "torch-job.json"),
           weights: join(tmp, "torch-job-weights.safetensors"),
@@ -446,16 +453,13 @@ export async function runJobs(o: JobOptions, log: (line: string) => void): Promi
           const torchRuns: { result: TorchJobResult; wallSeconds: number }[] = [];
           let torchReason: string | undefined;
           for (let rep = 0; rep < repeats; rep++) {
-            for (const workers of o.workers ?? [1, 2]) {
-              for (const gemm of o.gemms ?? ["wasm"]) {
-                const key = `${workers}/${gemm}`;
-                if (failed.has(key)) continue;
-                try {
-                  const c = await runJob(settings, model, shape, mode, workers, tmp, { ...modeOpts, gemm });
-                  runs.set(key, [...runs.get(key) ?? [], { ...c, paddingShare: plan.paddingShare }]);
-                } catch (err) {
-                  failed.set(key, errorJob(settings, model.about, shape, mode, workers, err, gemm));
-                }
+            for (const { workers, gemm, key } of jobs) {
+              if (failed.has(key)) continue;
+              try {
+                const c = await runJob(settings, model, shape, mode, workers, tmp, { ...modeOpts, gemm });
+                runs.set(key, [...runs.get(key) ?? [], { ...c, paddingShare: plan.paddingShare }]);
+              } catch (err) {
+                failed.set(key, errorJob(settings, model.about, shape, mode, workers, err, gemm));
               }
             }
             if (torch) {
@@ -465,29 +469,26 @@ export async function runJobs(o: JobOptions, log: (line: string) => void): Promi
             }
           }
           const t = medianRun(torchRuns, (r) => r.result.train_s);
-          for (const workers of o.workers ?? [1, 2]) {
-            for (const gemm of o.gemms ?? ["wasm"]) {
-              const key = `${workers}/${gemm}`;
-              const mine = runs.get(key) ?? [];
-              const c = failed.get(key) ?? medianRun(mine, (r) => r.trainSeconds)!;
-              if (!c.error && repeats > 1) c.trainRuns = mine.map((r) => r.trainSeconds);
-              if (!c.error && t) {
-                const r = t.result;
-                c.torch = {
-                  trainSeconds: r.train_s,
-                  setupSeconds: r.setup_s,
-                  wallSeconds: t.wallSeconds,
-                  runtime: r.runtime,
-                  threads: r.threads,
-                  trainable: r.trainable,
-                  steps: r.steps,
-                  trainLoss: r.train_loss,
-                  ...(repeats > 1 ? { trainRuns: torchRuns.map((x) => x.result.train_s) } : {}),
-                };
-                c.torchRatio = c.trainSeconds / r.train_s;
-              } else if (!c.error && torch && torchReason) c.torchNote = torchReason;
-              cases.push(c);
-            }
+          for (const { key } of jobs) {
+            const mine = runs.get(key) ?? [];
+            const c = failed.get(key) ?? medianRun(mine, (r) => r.trainSeconds)!;
+            if (!c.error && repeats > 1) c.trainRuns = mine.map((r) => r.trainSeconds);
+            if (!c.error && t) {
+              const r = t.result;
+              c.torch = {
+                trainSeconds: r.train_s,
+                setupSeconds: r.setup_s,
+                wallSeconds: t.wallSeconds,
+                runtime: r.runtime,
+                threads: r.threads,
+                trainable: r.trainable,
+                steps: r.steps,
+                trainLoss: r.train_loss,
+                ...(repeats > 1 ? { trainRuns: torchRuns.map((x) => x.result.train_s) } : {}),
+              };
+              c.torchRatio = c.trainSeconds / r.train_s;
+            } else if (!c.error && torch && torchReason) c.torchNote = torchReason;
+            cases.push(c);
           }
           if (torch && !t && torchReason) log(`bench job ${shape} ${mode}: ${torchReason}`);
         } catch (err) {
