@@ -47,6 +47,11 @@ export function fusedGradients(tf: Tfjs): tf.GradConfig[] {
       const dy = first(dyIn);
       return { x: () => tf.mul(dy, dydx) };
     }],
+    // y = x m, m drawn from attrs.seed: dx = dy m, the same kernel on dy (the same draws).
+    [{ kernelName: FUSED.dropout } as tf.GradConfig, (dyIn, _saved, attrs) => {
+      const dy = first(dyIn);
+      return { x: () => run(FUSED.dropout, { x: dy }, attrs) };
+    }],
     [{ kernelName: FUSED.scores, inputsToSave: ["q", "k"] } as tf.GradConfig, (dyIn, [q, k], attrs) => {
       const dy = first(dyIn);
       return {

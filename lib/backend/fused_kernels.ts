@@ -1,6 +1,6 @@
 /**
  * Fused TensorFlow.js kernels for BERT training on the wasm and cpu backends: dense, LayerNorm, exact
- * GELU, attention's per-head products and the embedding gradient, each way; and the optimizer's AdamW
+ * GELU, dropout, attention's per-head products and the embedding gradient, each way; and the optimizer's AdamW
  * update and non-finite check (lib/backend/optimizer_kernels.ts, no gradients). Their gradients are in
  * lib/backend/fused_gradients.ts, the ops that run them in lib/bert/fused_ops.ts; `installBackend`
  * (lib/backend/install.ts) registers them.
@@ -15,12 +15,15 @@
  *   attention per (example, head) straight from the token-order [b*s, H*d] tensors (no split/concat, no
  *   head permutations);
  * - LayerNorm and GELU are one pass forward and one pass backward, saving what the backward needs
- *   (row mean and 1/std; GELU's derivative) instead of recomputing it.
+ *   (row mean and 1/std; GELU's derivative) instead of recomputing it;
+ * - dropout draws its noise and applies it in one pass, with tfjs's bits (lib/backend/dropout.ts), and
+ *   saves nothing: its gradient redraws the same noise.
  *
  * Memory access and products: lib/backend/kernel_io.ts.
  */
 import type { tf } from "../tf.ts";
 import { elementCount } from "../util/shape.ts";
+import { dropout as dropoutKernel } from "./dropout.ts";
 import { gelu as geluKernel } from "./gelu.ts";
 import { type AnyBackend, Io, type Mat, type Out, type TI } from "./kernel_io.ts";
 import { adamwKernel, nonFiniteKernel, OPTIMIZER_KERNELS } from "./optimizer_kernels.ts";
@@ -39,6 +42,7 @@ export const FUSED = {
   layerNormGradX: "NormtuneLayerNormGradX",
   layerNormGradGamma: "NormtuneLayerNormGradGamma",
   gelu: "NormtuneGelu",
+  dropout: "NormtuneDropout",
   scores: "NormtuneAttnScores",
   scoresGradQ: "NormtuneAttnScoresGradQ",
   scoresGradK: "NormtuneAttnScoresGradK",
@@ -230,6 +234,15 @@ const gelu: Kernel = ({ inputs: { x }, backend }) => {
   return [y, dydx];
 };
 
+// ---- dropout: tf.dropout's bits in one pass; its gradient is itself, on dy, with the same seed ----
+
+const dropout: Kernel = ({ inputs: { x }, backend, attrs }) => {
+  const io = new Io(backend);
+  const y = io.alloc(x.shape.slice());
+  dropoutKernel(io, x, y, attrs.rate as number, attrs.seed as string);
+  return y;
+};
+
 // ---- attention products, per (example, head), on [b*s, H*d] inputs ----
 
 /**
@@ -377,6 +390,7 @@ const KERNELS: [string, Kernel][] = [
   [FUSED.layerNormGradX, layerNormGradX],
   [FUSED.layerNormGradGamma, layerNormGradGamma],
   [FUSED.gelu, gelu],
+  [FUSED.dropout, dropout],
   [FUSED.scores, scores],
   [FUSED.scoresGradQ, scoresGradQ],
   [FUSED.scoresGradK, scoresGradK],

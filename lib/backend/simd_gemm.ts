@@ -2,7 +2,8 @@
  * The project's own float32 product for the wasm backend, which every fused kernel's product runs on:
  * tools/wasm/gemm.as.ts (AssemblyScript, built into gemm_wasm.ts by `deno task build-wasm`), instantiated
  * once per tfjs-wasm module on that module's memory, so it reads and writes tensors where they lie. The same
- * module holds the exact GELU loop of the NormtuneGelu kernel (lib/backend/gelu.ts).
+ * module holds the exact GELU loop of the NormtuneGelu kernel (lib/backend/gelu.ts) and the dropout loop of
+ * NormtuneDropout (lib/backend/dropout.ts).
  *
  * Why not tfjs-wasm's XNNPACK: it builds an XNNPACK operator (packing the right operand) for every
  * product, ~80 us each, which dominated attention's hundreds of small per-(example, head) products; its
@@ -38,6 +39,18 @@ export interface GemmExports {
   ): void;
   /** Exact GELU of n float32s at x into y, dy/dx into d (lib/backend/gelu.ts); non-zero: NaN inputs. */
   gelu(x: number, y: number, d: number, n: number, block: number): number;
+  /** Dropout of n float32s at x into y, alea's stream from state k0, k1, k2, c (lib/backend/dropout.ts). */
+  dropout(
+    x: number,
+    y: number,
+    n: number,
+    k0: number,
+    k1: number,
+    k2: number,
+    c: number,
+    keptFrom: number,
+    scale: number,
+  ): void;
 }
 
 const modules = new Map<string, WebAssembly.Module>();

@@ -48,6 +48,11 @@ export function geluFast(x: tf.Tensor): tf.Tensor {
   return runMany(FUSED.gelu, { x })[0];
 }
 
+/** Inverted dropout with tf.dropout's bits for `seed` (lib/backend/dropout.ts); rate in (0, 1). */
+export function dropoutFast(x: tf.Tensor, rate: number, seed: string): tf.Tensor {
+  return run(FUSED.dropout, { x }, { rate, seed });
+}
+
 export interface HeadShape {
   batch: number;
   seq: number;

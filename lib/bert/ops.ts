@@ -18,6 +18,7 @@ import {
   attentionContext,
   attentionScores,
   denseFast,
+  dropoutFast,
   fusedKernelsActive,
   geluFast,
   layerNormFast,
@@ -134,9 +135,13 @@ const geluOps: (x: tf.Tensor) => tf.Tensor = tf.customGrad((x, saveArg) => {
   };
 }) as (x: tf.Tensor) => tf.Tensor;
 
-/** Inverted dropout, deterministic for a given seed (backend-independent: the noise is drawn in JS). */
+/**
+ * Inverted dropout, deterministic for a given seed (backend-independent: the noise is tfjs's alea stream).
+ * On wasm and cpu one fused kernel with tf.dropout's bits (lib/backend/dropout.ts), else tf.dropout.
+ */
 export function dropout(x: tf.Tensor, rate: number, seed: string): tf.Tensor {
-  return rate > 0 ? tf.dropout(x, rate, undefined, seed) : x;
+  if (!(rate > 0)) return x;
+  return fusedKernelsActive() ? dropoutFast(x, rate, seed) : tf.dropout(x, rate, undefined, seed);
 }
 
 /** The additive attention mask: 0 where a key is real, MASK_VALUE where it is padding. */

@@ -1,7 +1,8 @@
 // AssemblyScript source of lib/backend/gemm_wasm.ts (built by tools/build_wasm.ts; excluded from deno's
 // fmt, lint and check in deno.json: it is not TypeScript for Deno).
 //
-// Two parts: the float32 product below, and exact GELU at the end (lib/backend/gelu.ts).
+// Three parts: the float32 product below, exact GELU, and dropout at the end (lib/backend/gelu.ts,
+// lib/backend/dropout.ts).
 //
 // C[m, n] = alpha * A[m, k] B[k, n] (+ bias[n]) in float32, run on TensorFlow.js's own wasm heap (the
 // module imports that memory, so operands are the tensors themselves: no copies). A is read through
@@ -355,4 +356,31 @@ export function gelu(x: usize, y: usize, d: usize, n: i32, block: usize): i32 {
     seen |= gelu1(x + o, y + o, d + o, block);
   }
   return seen;
+}
+
+// ---- dropout (lib/backend/dropout.ts `dropoutInto`, bit for bit) ----
+//
+// tfjs's `tf.dropout(x, rate, undefined, seed)` draws u from seedrandom's alea generator (in JavaScript,
+// ~8 ns a value: its recurrence runs through two float-int conversions), rounds it to float32, and keeps
+// x where float32(u + keep) >= 1, times float32(1 / keep). Alea is a lag-3 multiply-with-carry generator
+// written in doubles: with its state as integers (s = k / 2^32, every value a multiple of 2^-32),
+// t = 2091639 k0 + c is below 2^53, so the doubles are exact, and c = t >> 32, k = t mod 2^32 give the
+// same numbers, the carry's chain now one add and one shift per value. Whether u is kept is monotonic in
+// its integer k, so the caller finds the least kept k once (`keptFrom` in lib/backend/dropout.ts) and the
+// loop compares integers. The multiplier, scale or +0 without a branch (one draw in ten is 0), times x is
+// a float32 multiply, as tfjs's Mul.
+
+/** y[i] = x[i] * (kept ? scale : 0) for n float32s, alea's next value (from state k0..k2, c) deciding each. */
+export function dropout(x: usize, y: usize, n: i32, s0: u32, s1: u32, s2: u32, c0: u32, keptFrom: u32, scale: f32): void {
+  let k0 = <u64>s0, k1 = <u64>s1, k2 = <u64>s2, c = <u64>c0;
+  const from = <u64>keptFrom;
+  for (let i = 0; i < n; i++) {
+    const t = 2091639 * k0 + c;
+    k0 = k1;
+    k1 = k2;
+    c = t >> 32;
+    k2 = t & 0xffffffff;
+    const o = <usize>i << 2;
+    store<f32>(y + o, load<f32>(x + o) * (scale * <f32>(k2 >= from)));
+  }
 }
