@@ -5,7 +5,8 @@
  *
  * What it installs:
  * - for every backend, the gradients: stock kernels' (lib/backend/gradients.ts: the tfjs-core build Deno
- *   loads registers none) and the fused kernels' (lib/backend/fused_gradients.ts);
+ *   loads registers none) and the fused kernels' (lib/backend/fused_gradients.ts), with the tape passing
+ *   null, not zeros, for the fused kernels' saved-only outputs (lib/backend/tape.ts);
  * - per backend, from `BACKEND_KERNELS`: the fused kernels (lib/backend/fused_kernels.ts) where the
  *   backend's tensors live in JavaScript-visible memory (wasm, cpu), replacements for slow stock kernels
  *   (lib/backend/wasm_kernels.ts), and what must wait for the started backend (the wasm heap guard,
@@ -17,9 +18,10 @@
  */
 import type { tf } from "../tf.ts";
 import { fusedGradients } from "./fused_gradients.ts";
-import { fusedKernels } from "./fused_kernels.ts";
+import { FUSED, fusedKernels } from "./fused_kernels.ts";
 import { stockGradients } from "./gradients.ts";
 import { guardWasmHeap } from "./heap_guard.ts";
+import { skipUnusedOutputZeros } from "./tape.ts";
 import { type KernelReplacement, wasmReplacements } from "./wasm_kernels.ts";
 import { guardGpuMemory } from "./gpu_memory.ts";
 import { guardWebgpuReadSync, webgpuReplacements } from "./webgpu.ts";
@@ -67,6 +69,7 @@ export function installBackend(tf: Tfjs, backend: string): void {
   if (!installed.has("gradients")) {
     installed.add("gradients");
     for (const config of [...stockGradients(tf), ...fusedGradients(tf)]) tf.registerGradient(config);
+    skipUnusedOutputZeros(tf, [FUSED.layerNorm, FUSED.gelu]);
   }
   if (installed.has(backend)) return;
   installed.add(backend);
