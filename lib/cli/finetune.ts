@@ -12,8 +12,10 @@
  *
  * `--workers N` computes each batch's gradients in N data-parallel Workers (one core each). Unset, it is 2
  * on a machine with two or more cores when the batch has at least 32 rows (measured 1.3-2.0x faster at
- * 32 x 128 on an idle 2-core machine), else 1; `--workers 1` keeps one. A run folder started earlier
- * keeps the count it was started with. Results repeat bitwise for a given worker count; dropout draws
+ * 32 x 128 on an idle 2-core machine), else 1; but 1 for full fine-tuning on OpenBLAS, whose products
+ * already use both cores and whose workers would exchange every weight each step (`autoWorkers` in
+ * lib/tuning/hyperparameters.ts); `--workers 1` keeps one. A run folder started earlier keeps the count it
+ * was started with. Results repeat bitwise for a given worker count; dropout draws
  * depend on it. On a machine other work keeps busy, two workers can be slower than one: pass
  * `--workers 1` there.
  *
@@ -86,7 +88,8 @@ async function savedIdentity(f: Flags): Promise<RunConfig["identity"] | undefine
 
 /**
  * `--workers`, else the count the run in OUT was started with (so that it resumes), else
- * "auto" (`autoWorkers`: the default for the batch size on wasm and cpu, one process on webgpu and tensorflow).
+ * "auto" (`autoWorkers`: the default for the batch size, mode and product on wasm and cpu, one process on webgpu
+ * and tensorflow).
  */
 export async function workersFlag(
   f: Flags,

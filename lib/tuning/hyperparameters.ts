@@ -130,24 +130,39 @@ function optionalPositiveInt(name: string, v: number | null | undefined): number
  */
 export const MIN_ROWS_PER_WORKER = 16;
 
+/** What else the default worker count depends on: the run's tuning mode and the resolved product. */
+export interface WorkerContext {
+  mode?: string;
+  /** "openblas" or "wasm" (`resolveGemm`, lib/backend/gemm_choice.ts). */
+  gemm?: string;
+}
+
 /**
  * The worker count `normtune finetune` uses when `--workers` is not given (`workers: "auto"`), once the
  * backend is known: on wasm and cpu, 2 where the machine has two cores or more and the batch gives each
  * worker `MIN_ROWS_PER_WORKER` rows, else 1; one process elsewhere (measured on wasm only: webgpu runs the
  * whole batch on one GPU, and native tensorflow has a thread pool of its own). Not a default of
  * `resolveHyperparameters`: grid cells keep their one worker (`--jobs` already spreads cells over the
- * cores) and their identities. The same on OpenBLAS (the CLI's default product where it loads): in the idle
- * whole-job benchmarks (README "Speed and memory") two workers of one OpenBLAS thread each beat one worker
- * of two threads in 5 of 6 cases, then in 4 of 6 (full fine-tuning, which exchanges every weight between
- * the workers each step, went either way), so the rule does not depend on the mode.
+ * cores) and their identities.
+ *
+ * One exception: full fine-tuning on OpenBLAS (the CLI's default product where it loads) keeps 1 worker,
+ * whose products run on two OpenBLAS threads. Two workers exchange every weight each step (gradients out,
+ * new values back: 17.5 MB a step for BERT-tiny, mostly the embedding table), and with the products
+ * already on both cores the second worker gains less than that costs. In the idle whole-job benchmarks
+ * (README "Speed and memory") one worker was faster for tiny full fine-tuning in all four runs (2.90 against
+ * 3.44 s, 4.30 against 4.69, 5.92 against 6.11, 3.05 against 3.66) and for mini in two of three (13.4
+ * against 13.7 s, 16.4 against 18.8; 14.2 against 13.3 the other way); two workers stay faster for the
+ * sparse modes there, and for every mode on the wasm product (tiny full 6.78 against 8.14 s).
  */
 export function autoWorkers(
   backend: string,
   batchSize: number,
   cores = navigator.hardwareConcurrency,
+  context: WorkerContext = {},
 ): number {
   if (backend !== "wasm" && backend !== "cpu") return 1;
-  return cores >= 2 && batchSize >= 2 * MIN_ROWS_PER_WORKER ? 2 : 1;
+  if (cores < 2 || batchSize < 2 * MIN_ROWS_PER_WORKER) return 1;
+  return context.gemm === "openblas" && context.mode === "full" ? 1 : 2;
 }
 
 /** Checks a save interval, a count of updates (not a hyperparameter: it does not change the result). */

@@ -39,7 +39,7 @@
 import { resolve } from "node:path";
 import { BertClassifier } from "../bert/model.ts";
 import { createGradientEngine, type GradientEngine } from "../parallel/engine.ts";
-import { type GemmAsk, gemmDescription } from "../backend/gemm_choice.ts";
+import { type GemmAsk, gemmDescription, gemmFromEnv, resolveGemm } from "../backend/gemm_choice.ts";
 import { type BackendName, initBackend, initCompute } from "../tf.ts";
 import { removeStaleTemps, writeJsonAtomic } from "../util/atomic.ts";
 import { acquireLock } from "../util/lock.ts";
@@ -119,12 +119,16 @@ export interface RunResult {
 export async function finetune(options: FinetuneOptions): Promise<RunResult> {
   const o = options;
   const backend = await initBackend(o.backend);
-  // Every argument is checked before anything is written to OUT.
-  const workers = o.workers === "auto" ? autoWorkers(backend, o.batchSize ?? DEFAULTS.batchSize) : o.workers;
-  // The product, and with OpenBLAS its thread count, once the worker count is known.
+  // Every argument is checked before anything is written to OUT. The product first (`auto` resolved
+  // once, so its note is printed once): the default worker count depends on it.
+  const gemm = resolveGemm(backend, { name: o.gemm ?? gemmFromEnv() });
+  const workers = o.workers === "auto"
+    ? autoWorkers(backend, o.batchSize ?? DEFAULTS.batchSize, undefined, { mode: o.mode, gemm })
+    : o.workers;
+  // With OpenBLAS its thread count, once the worker count is known.
   const compute = await initCompute({
     backend: o.backend,
-    gemm: o.gemm,
+    gemm,
     gemmThreads: o.gemmThreads,
     workers: workers ?? 1,
   });

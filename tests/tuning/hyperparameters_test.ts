@@ -65,6 +65,13 @@ Deno.test("autoWorkers on wasm: two on two cores or more when each worker gets 1
   assert.equal(autoWorkers("wasm", 64, 16), 2);
   assert.equal(autoWorkers("wasm", 31, 2), 1);
   assert.equal(autoWorkers("wasm", 32, 1), 1);
+  // Full fine-tuning on OpenBLAS keeps one worker (two OpenBLAS threads); other modes and products do not.
+  assert.equal(autoWorkers("wasm", 32, 2, { mode: "full", gemm: "openblas" }), 1);
+  assert.equal(autoWorkers("wasm", 32, 2, { mode: "layernorm", gemm: "openblas" }), 2);
+  assert.equal(autoWorkers("wasm", 32, 2, { mode: "bitfit", gemm: "openblas" }), 2);
+  assert.equal(autoWorkers("wasm", 32, 2, { mode: "full", gemm: "wasm" }), 2);
+  assert.equal(autoWorkers("cpu", 32, 2, { mode: "full", gemm: "wasm" }), 2);
+  assert.equal(autoWorkers("webgpu", 32, 2, { mode: "layernorm" }), 1);
   // Not a default of the resolved hyperparameters: grid cells keep one worker and their identities.
   assert.ok(!("workers" in resolveHyperparameters({}, "layernorm")));
 });

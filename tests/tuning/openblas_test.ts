@@ -97,3 +97,22 @@ Deno.test("finetune on OpenBLAS with two workers: one OpenBLAS thread each, repe
     await cleanup();
   }
 });
+
+Deno.test("finetune's default worker count on OpenBLAS: one for full fine-tuning, two for LayerNorm", async () => {
+  const [dir, cleanup] = await tempDir();
+  try {
+    const two = navigator.hardwareConcurrency >= 2;
+    const run = (mode: string) =>
+      finetune(
+        options(join(dir, mode), { mode, gemm: "openblas", workers: "auto", batchSize: 32, maxDev: 8 }),
+      );
+    const full = await run("full");
+    assert.equal(full.config.identity.workers ?? 1, 1);
+    assert.equal(full.config.identity.backend, `wasm+openblas-t${blasThreads(1)}`);
+    const ln = await run("layernorm");
+    assert.equal(ln.config.identity.workers ?? 1, two ? 2 : 1);
+    assert.equal(ln.config.identity.backend, `wasm+openblas-t${blasThreads(two ? 2 : 1)}`);
+  } finally {
+    await cleanup();
+  }
+});
