@@ -25,6 +25,7 @@ import type { tf } from "../tf.ts";
 import { elementCount } from "../util/shape.ts";
 import { dropout as dropoutKernel } from "./dropout.ts";
 import { gelu as geluKernel } from "./gelu.ts";
+import { layerNorm as layerNormRows, layerNormGradX as layerNormGradXRows } from "./layer_norm.ts";
 import { type AnyBackend, Io, type Mat, type Out, type TI } from "./kernel_io.ts";
 import { adamwKernel, nonFiniteKernel, OPTIMIZER_KERNELS } from "./optimizer_kernels.ts";
 
@@ -151,56 +152,18 @@ const colSum: Kernel = ({ inputs: { x }, backend, attrs }) => {
 
 const layerNorm: Kernel = ({ inputs: { x, gamma, beta }, backend, attrs }) => {
   const io = new Io(backend);
-  const eps = attrs.eps as number;
-  const [rows, h] = rowsOf(x);
-  const groups = gamma.shape.length === 1 ? 1 : gamma.shape[0];
-  const per = rows / groups;
+  const rows = rowsOf(x)[0];
   const y = io.alloc(x.shape.slice());
   const mean = io.alloc([rows]), rstd = io.alloc([rows]);
-  const xs = io.data(x), ys = io.data(y), gs = io.data(gamma), bs = io.data(beta);
-  const ms = io.data(mean), rs = io.data(rstd);
-  for (let r = 0; r < rows; r++) {
-    const o = r * h, po = Math.floor(r / per) * h;
-    let sum = 0;
-    for (let j = 0; j < h; j++) sum += xs[o + j];
-    const mu = sum / h;
-    let sq = 0;
-    for (let j = 0; j < h; j++) {
-      const c = xs[o + j] - mu;
-      sq += c * c;
-    }
-    const inv = 1 / Math.sqrt(sq / h + eps);
-    ms[r] = mu;
-    rs[r] = inv;
-    for (let j = 0; j < h; j++) ys[o + j] = (xs[o + j] - mu) * inv * gs[po + j] + bs[po + j];
-  }
+  layerNormRows(io, x, gamma, beta, y, mean, rstd, attrs.eps as number);
   return [y, mean, rstd];
 };
 
 /** dx = rstd (g - mean(g) - xhat mean(g xhat)), g = dy gamma, xhat = (x - mean) rstd. */
 const layerNormGradX: Kernel = ({ inputs: { dy, x, gamma, mean, rstd }, backend }) => {
   const io = new Io(backend);
-  const [rows, h] = rowsOf(x);
-  const groups = gamma.shape.length === 1 ? 1 : gamma.shape[0];
-  const per = rows / groups;
   const dx = io.alloc(x.shape.slice());
-  const dys = io.data(dy), xs = io.data(x), gs = io.data(gamma), ms = io.data(mean), rs = io.data(rstd);
-  const dxs = io.data(dx);
-  for (let r = 0; r < rows; r++) {
-    const o = r * h, po = Math.floor(r / per) * h;
-    const mu = ms[r], inv = rs[r];
-    let sg = 0, sgx = 0;
-    for (let j = 0; j < h; j++) {
-      const g = dys[o + j] * gs[po + j];
-      sg += g;
-      sgx += g * (xs[o + j] - mu) * inv;
-    }
-    const a = sg / h, c = sgx / h;
-    for (let j = 0; j < h; j++) {
-      const xhat = (xs[o + j] - mu) * inv;
-      dxs[o + j] = inv * (dys[o + j] * gs[po + j] - a - xhat * c);
-    }
-  }
+  layerNormGradXRows(io, dy, x, gamma, mean, rstd, dx);
   return dx;
 };
 

@@ -2,8 +2,8 @@
  * The project's own float32 product for the wasm backend, which every fused kernel's product runs on:
  * tools/wasm/gemm.as.ts (AssemblyScript, built into gemm_wasm.ts by `deno task build-wasm`), instantiated
  * once per tfjs-wasm module on that module's memory, so it reads and writes tensors where they lie. The same
- * module holds the exact GELU loop of the NormtuneGelu kernel (lib/backend/gelu.ts) and the dropout loop of
- * NormtuneDropout (lib/backend/dropout.ts).
+ * module holds the exact GELU loop of the NormtuneGelu kernel (lib/backend/gelu.ts), the dropout loop of
+ * NormtuneDropout (lib/backend/dropout.ts) and LayerNorm's loops (lib/backend/layer_norm.ts).
  *
  * Why not tfjs-wasm's XNNPACK: it builds an XNNPACK operator (packing the right operand) for every
  * product, ~80 us each, which dominated attention's hundreds of small per-(example, head) products; its
@@ -50,6 +50,31 @@ export interface GemmExports {
     c: number,
     keptFrom: number,
     scale: number,
+  ): void;
+  /** LayerNorm of x [rows, h] into y, mean and rstd [rows] (lib/backend/layer_norm.ts). */
+  layerNorm(
+    x: number,
+    y: number,
+    mean: number,
+    rstd: number,
+    gamma: number,
+    beta: number,
+    rows: number,
+    h: number,
+    per: number,
+    eps: number,
+  ): void;
+  /** LayerNorm's input gradient into dx (lib/backend/layer_norm.ts). */
+  layerNormGradX(
+    dy: number,
+    x: number,
+    gamma: number,
+    mean: number,
+    rstd: number,
+    dx: number,
+    rows: number,
+    h: number,
+    per: number,
   ): void;
 }
 

@@ -1,8 +1,8 @@
 // AssemblyScript source of lib/backend/gemm_wasm.ts (built by tools/build_wasm.ts; excluded from deno's
 // fmt, lint and check in deno.json: it is not TypeScript for Deno).
 //
-// Three parts: the float32 product below, exact GELU, and dropout at the end (lib/backend/gelu.ts,
-// lib/backend/dropout.ts).
+// Four parts: the float32 product below, exact GELU, dropout and LayerNorm at the end (lib/backend/gelu.ts,
+// lib/backend/dropout.ts, lib/backend/layer_norm.ts).
 //
 // C[m, n] = alpha * A[m, k] B[k, n] (+ bias[n]) in float32, run on TensorFlow.js's own wasm heap (the
 // module imports that memory, so operands are the tensors themselves: no copies). A is read through
@@ -382,5 +382,152 @@ export function dropout(x: usize, y: usize, n: i32, s0: u32, s1: u32, s2: u32, c
     k2 = t & 0xffffffff;
     const o = <usize>i << 2;
     store<f32>(y + o, load<f32>(x + o) * (scale * <f32>(k2 >= from)));
+  }
+}
+
+// ---- LayerNorm over the last axis (lib/backend/layer_norm.ts `layerNormInto`, `layerNormGradXInto`) ----
+//
+// The JavaScript loops' float64 operations in their order, per element and row, four rows at a time (two
+// in the gradient, where four measured no faster): each row's sums still run j = 0, 1, ... in one
+// accumulator (the same bits), but the rows' accumulators are independent, so the adds no longer wait on
+// each other (a row's sum alone is a chain of dependent float64 adds); the element-wise output loops run
+// two elements at a time in f64x2 lanes. Measured at 2560 x 128: forward 0.54 ms against the JavaScript
+// loop's 1.20, input gradient 0.74 against 1.14 (best of 50).
+// gamma and beta are [h], or one row of them per group of `per` rows (row r uses group r / per).
+
+/** y = (x - mean) rstd gamma + beta for x [rows, h]; mean, rstd [rows] written (float32). */
+export function layerNorm(
+  x: usize, y: usize, mean: usize, rstd: usize, gamma: usize, beta: usize, rows: i32, h: i32, per: i32, eps: f64,
+): void {
+  const hf = <f64>h;
+  let r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const o0 = x + (<usize>r * <usize>h << 2), o1 = o0 + (<usize>h << 2), o2 = o1 + (<usize>h << 2);
+    const o3 = o2 + (<usize>h << 2);
+    let s0: f64 = 0, s1: f64 = 0, s2: f64 = 0, s3: f64 = 0;
+    for (let j = 0; j < h; j++) {
+      const b = <usize>j << 2;
+      s0 += <f64>load<f32>(o0 + b);
+      s1 += <f64>load<f32>(o1 + b);
+      s2 += <f64>load<f32>(o2 + b);
+      s3 += <f64>load<f32>(o3 + b);
+    }
+    const m0 = s0 / hf, m1 = s1 / hf, m2 = s2 / hf, m3 = s3 / hf;
+    let q0: f64 = 0, q1: f64 = 0, q2: f64 = 0, q3: f64 = 0;
+    for (let j = 0; j < h; j++) {
+      const b = <usize>j << 2;
+      const c0 = <f64>load<f32>(o0 + b) - m0, c1 = <f64>load<f32>(o1 + b) - m1;
+      const c2 = <f64>load<f32>(o2 + b) - m2, c3 = <f64>load<f32>(o3 + b) - m3;
+      q0 += c0 * c0;
+      q1 += c1 * c1;
+      q2 += c2 * c2;
+      q3 += c3 * c3;
+    }
+    normRow(x, y, gamma, beta, r, h, per, m0, 1 / Math.sqrt(q0 / hf + eps), mean, rstd);
+    normRow(x, y, gamma, beta, r + 1, h, per, m1, 1 / Math.sqrt(q1 / hf + eps), mean, rstd);
+    normRow(x, y, gamma, beta, r + 2, h, per, m2, 1 / Math.sqrt(q2 / hf + eps), mean, rstd);
+    normRow(x, y, gamma, beta, r + 3, h, per, m3, 1 / Math.sqrt(q3 / hf + eps), mean, rstd);
+  }
+  for (; r < rows; r++) {
+    const o = x + (<usize>r * <usize>h << 2);
+    let sum: f64 = 0;
+    for (let j = 0; j < h; j++) sum += <f64>load<f32>(o + (<usize>j << 2));
+    const mu = sum / hf;
+    let sq: f64 = 0;
+    for (let j = 0; j < h; j++) {
+      const c = <f64>load<f32>(o + (<usize>j << 2)) - mu;
+      sq += c * c;
+    }
+    normRow(x, y, gamma, beta, r, h, per, mu, 1 / Math.sqrt(sq / hf + eps), mean, rstd);
+  }
+}
+
+/** Row r of the output from its mean (float64, as computed) and 1 / std; stores both as float32. */
+// @ts-ignore: decorator
+@inline function normRow(
+  x: usize, y: usize, gamma: usize, beta: usize, r: i32, h: i32, per: i32, mu: f64, inv: f64, mean: usize,
+  rstd: usize,
+): void {
+  const o = <usize>r * <usize>h << 2, po = <usize>(r / per) * <usize>h << 2;
+  store<f32>(mean + (<usize>r << 2), <f32>mu);
+  store<f32>(rstd + (<usize>r << 2), <f32>inv);
+  // Element-wise, so two at a time in f64x2 lanes: the same operations per element.
+  const mu2 = f64x2.splat(mu), inv2 = f64x2.splat(inv);
+  let j = 0;
+  for (; j + 2 <= h; j += 2) {
+    const b = <usize>j << 2;
+    const xv = f64x2.promote_low_f32x4(v128.load64_zero(x + o + b));
+    const gv = f64x2.promote_low_f32x4(v128.load64_zero(gamma + po + b));
+    const bv = f64x2.promote_low_f32x4(v128.load64_zero(beta + po + b));
+    const v = f64x2.add(f64x2.mul(f64x2.mul(f64x2.sub(xv, mu2), inv2), gv), bv);
+    v128.store64_lane(y + o + b, f32x4.demote_f64x2_zero(v), 0);
+  }
+  for (; j < h; j++) {
+    const b = <usize>j << 2;
+    const v = (<f64>load<f32>(x + o + b) - mu) * inv * <f64>load<f32>(gamma + po + b) +
+      <f64>load<f32>(beta + po + b);
+    store<f32>(y + o + b, <f32>v);
+  }
+}
+
+/** dx = rstd (g - mean(g) - xhat mean(g xhat)), g = dy gamma, xhat = (x - mean) rstd; mean, rstd float32. */
+export function layerNormGradX(
+  dy: usize, x: usize, gamma: usize, mean: usize, rstd: usize, dx: usize, rows: i32, h: i32, per: i32,
+): void {
+  const hf = <f64>h;
+  let r = 0;
+  for (; r + 2 <= rows; r += 2) {
+    const o0 = <usize>r * <usize>h << 2, o1 = o0 + (<usize>h << 2);
+    const p0 = <usize>(r / per) * <usize>h << 2, p1 = <usize>((r + 1) / per) * <usize>h << 2;
+    const mu0 = <f64>load<f32>(mean + (<usize>r << 2)), inv0 = <f64>load<f32>(rstd + (<usize>r << 2));
+    const mu1 = <f64>load<f32>(mean + (<usize>(r + 1) << 2)), inv1 = <f64>load<f32>(rstd + (<usize>(r + 1) << 2));
+    let sg0: f64 = 0, sgx0: f64 = 0, sg1: f64 = 0, sgx1: f64 = 0;
+    for (let j = 0; j < h; j++) {
+      const b = <usize>j << 2;
+      const g0 = <f64>load<f32>(dy + o0 + b) * <f64>load<f32>(gamma + p0 + b);
+      const g1 = <f64>load<f32>(dy + o1 + b) * <f64>load<f32>(gamma + p1 + b);
+      sg0 += g0;
+      sgx0 += g0 * (<f64>load<f32>(x + o0 + b) - mu0) * inv0;
+      sg1 += g1;
+      sgx1 += g1 * (<f64>load<f32>(x + o1 + b) - mu1) * inv1;
+    }
+    gradRow(dy, x, gamma, dx, o0, p0, h, mu0, inv0, sg0 / hf, sgx0 / hf);
+    gradRow(dy, x, gamma, dx, o1, p1, h, mu1, inv1, sg1 / hf, sgx1 / hf);
+  }
+  for (; r < rows; r++) {
+    const o = <usize>r * <usize>h << 2, p = <usize>(r / per) * <usize>h << 2;
+    const mu = <f64>load<f32>(mean + (<usize>r << 2)), inv = <f64>load<f32>(rstd + (<usize>r << 2));
+    let sg: f64 = 0, sgx: f64 = 0;
+    for (let j = 0; j < h; j++) {
+      const b = <usize>j << 2;
+      const g = <f64>load<f32>(dy + o + b) * <f64>load<f32>(gamma + p + b);
+      sg += g;
+      sgx += g * (<f64>load<f32>(x + o + b) - mu) * inv;
+    }
+    gradRow(dy, x, gamma, dx, o, p, h, mu, inv, sg / hf, sgx / hf);
+  }
+}
+
+/** One row of dx from its sums' means a = mean(g), c = mean(g xhat). */
+// @ts-ignore: decorator
+@inline function gradRow(
+  dy: usize, x: usize, gamma: usize, dx: usize, o: usize, p: usize, h: i32, mu: f64, inv: f64, a: f64, c: f64,
+): void {
+  const mu2 = f64x2.splat(mu), inv2 = f64x2.splat(inv), a2 = f64x2.splat(a), c2 = f64x2.splat(c);
+  let j = 0;
+  for (; j + 2 <= h; j += 2) {
+    const b = <usize>j << 2;
+    const xv = f64x2.promote_low_f32x4(v128.load64_zero(x + o + b));
+    const dv = f64x2.promote_low_f32x4(v128.load64_zero(dy + o + b));
+    const gv = f64x2.promote_low_f32x4(v128.load64_zero(gamma + p + b));
+    const xhat = f64x2.mul(f64x2.sub(xv, mu2), inv2);
+    const v = f64x2.mul(inv2, f64x2.sub(f64x2.sub(f64x2.mul(dv, gv), a2), f64x2.mul(xhat, c2)));
+    v128.store64_lane(dx + o + b, f32x4.demote_f64x2_zero(v), 0);
+  }
+  for (; j < h; j++) {
+    const b = <usize>j << 2;
+    const xhat = (<f64>load<f32>(x + o + b) - mu) * inv;
+    const v = inv * (<f64>load<f32>(dy + o + b) * <f64>load<f32>(gamma + p + b) - a - xhat * c);
+    store<f32>(dx + o + b, <f32>v);
   }
 }
