@@ -23,6 +23,7 @@
  */
 import type { tf } from "../tf.ts";
 import { elementCount } from "../util/shape.ts";
+import { colSum as colSumRows, gammaGrad } from "./col_sums.ts";
 import { dropout as dropoutKernel } from "./dropout.ts";
 import { gelu as geluKernel } from "./gelu.ts";
 import { layerNorm as layerNormRows, layerNormGradX as layerNormGradXRows } from "./layer_norm.ts";
@@ -132,19 +133,8 @@ const scatterRows: Kernel = ({ inputs: { dy, indices }, backend, attrs }) => {
 const colSum: Kernel = ({ inputs: { x }, backend, attrs }) => {
   const io = new Io(backend);
   const [rows, w] = rowsOf(x);
-  const groups = attrs.groups as number;
-  const per = rows / groups;
   const out = io.alloc(attrs.shape as number[]);
-  const src = io.data(x), dst = io.data(out);
-  const acc = new Float64Array(w);
-  for (let g = 0; g < groups; g++) {
-    acc.fill(0);
-    for (let r = g * per; r < (g + 1) * per; r++) {
-      const o = r * w;
-      for (let j = 0; j < w; j++) acc[j] += src[o + j];
-    }
-    for (let j = 0; j < w; j++) dst[g * w + j] = acc[j];
-  }
+  colSumRows(io, x, out, rows, w, rows / (attrs.groups as number));
   return out;
 };
 
@@ -171,19 +161,8 @@ const layerNormGradX: Kernel = ({ inputs: { dy, x, gamma, mean, rstd }, backend 
 const layerNormGradGamma: Kernel = ({ inputs: { dy, x, mean, rstd }, backend, attrs }) => {
   const io = new Io(backend);
   const [rows, h] = rowsOf(x);
-  const groups = attrs.groups as number;
-  const per = rows / groups;
   const out = io.alloc(attrs.shape as number[]);
-  const dys = io.data(dy), xs = io.data(x), ms = io.data(mean), rs = io.data(rstd), dst = io.data(out);
-  const acc = new Float64Array(h);
-  for (let g = 0; g < groups; g++) {
-    acc.fill(0);
-    for (let r = g * per; r < (g + 1) * per; r++) {
-      const o = r * h, mu = ms[r], inv = rs[r];
-      for (let j = 0; j < h; j++) acc[j] += dys[o + j] * (xs[o + j] - mu) * inv;
-    }
-    for (let j = 0; j < h; j++) dst[g * h + j] = acc[j];
-  }
+  gammaGrad(io, dy, x, mean, rstd, out, rows, h, rows / (attrs.groups as number));
   return out;
 };
 

@@ -3,7 +3,8 @@
  * tools/wasm/gemm.as.ts (AssemblyScript, built into gemm_wasm.ts by `deno task build-wasm`), instantiated
  * once per tfjs-wasm module on that module's memory, so it reads and writes tensors where they lie. The same
  * module holds the exact GELU loop of the NormtuneGelu kernel (lib/backend/gelu.ts), the dropout loop of
- * NormtuneDropout (lib/backend/dropout.ts) and LayerNorm's loops (lib/backend/layer_norm.ts).
+ * NormtuneDropout (lib/backend/dropout.ts), LayerNorm's loops (lib/backend/layer_norm.ts) and the column sums
+ * of bias and gamma gradients (lib/backend/col_sums.ts).
  *
  * Why not tfjs-wasm's XNNPACK: it builds an XNNPACK operator (packing the right operand) for every
  * product, ~80 us each, which dominated attention's hundreds of small per-(example, head) products; its
@@ -75,6 +76,20 @@ export interface GemmExports {
     rows: number,
     h: number,
     per: number,
+  ): void;
+  /** Column sums of src [rows, w] per group of `per` rows into dst; acc: scratch for w doubles. */
+  colSum(src: number, dst: number, rows: number, w: number, per: number, acc: number): void;
+  /** LayerNorm gamma's gradient per group of `per` rows into dst; acc: scratch for h doubles. */
+  layerNormGradGamma(
+    dy: number,
+    x: number,
+    mean: number,
+    rstd: number,
+    dst: number,
+    rows: number,
+    h: number,
+    per: number,
+    acc: number,
   ): void;
 }
 

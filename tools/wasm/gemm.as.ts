@@ -1,8 +1,8 @@
 // AssemblyScript source of lib/backend/gemm_wasm.ts (built by tools/build_wasm.ts; excluded from deno's
 // fmt, lint and check in deno.json: it is not TypeScript for Deno).
 //
-// Four parts: the float32 product below, exact GELU, dropout and LayerNorm at the end (lib/backend/gelu.ts,
-// lib/backend/dropout.ts, lib/backend/layer_norm.ts).
+// The float32 product below, then the element-wise and row-wise loops of the other fused kernels: exact
+// GELU, dropout, LayerNorm and column sums (lib/backend/gelu.ts, dropout.ts, layer_norm.ts, col_sums.ts).
 //
 // C[m, n] = alpha * A[m, k] B[k, n] (+ bias[n]) in float32, run on TensorFlow.js's own wasm heap (the
 // module imports that memory, so operands are the tensors themselves: no copies). A is read through
@@ -529,5 +529,85 @@ export function layerNormGradX(
     const xhat = (<f64>load<f32>(x + o + b) - mu) * inv;
     const v = inv * (<f64>load<f32>(dy + o + b) * <f64>load<f32>(gamma + p + b) - a - xhat * c);
     store<f32>(dx + o + b, <f32>v);
+  }
+}
+
+// ---- Column sums (lib/backend/col_sums.ts `colSumInto`, `gammaGradInto`) ----
+//
+// Per column, a float64 sum over the rows in order, as the JavaScript loops run it, but two columns at a
+// time in f64x2 lanes (columns are independent) and four rows per pass over the accumulators, added in row
+// order: the same bits. `acc` is scratch for w doubles; each group of `per` rows is summed on its own into
+// its row of dst (float32).
+
+// @ts-ignore: decorator
+@inline function f32pair(p: usize): v128 {
+  return f64x2.promote_low_f32x4(v128.load64_zero(p));
+}
+
+/** Stores the w sums of acc into dst (float32) and zeroes acc for the next group. */
+// @ts-ignore: decorator
+@inline function flushSums(acc: usize, dst: usize, w: i32): void {
+  for (let j = 0; j < w; j++) {
+    const a = acc + (<usize>j << 3);
+    store<f32>(dst + (<usize>j << 2), <f32>load<f64>(a));
+    store<f64>(a, 0);
+  }
+}
+
+/** dst[g, j] = sum over rows r of group g of src[r, j] (src [rows, w], groups of `per` rows). */
+export function colSum(src: usize, dst: usize, rows: i32, w: i32, per: i32, acc: usize): void {
+  for (let j = 0; j < w; j++) store<f64>(acc + (<usize>j << 3), 0);
+  const rb = <usize>w << 2;
+  for (let r0 = 0; r0 < rows; r0 += per) {
+    const end = r0 + per;
+    let r = r0;
+    for (; r + 4 <= end; r += 4) {
+      const o = src + <usize>r * rb;
+      let j = 0;
+      for (; j + 2 <= w; j += 2) {
+        const a = acc + (<usize>j << 3), b = o + (<usize>j << 2);
+        const s = f64x2.add(f64x2.add(v128.load(a), f32pair(b)), f32pair(b + rb));
+        v128.store(a, f64x2.add(f64x2.add(s, f32pair(b + 2 * rb)), f32pair(b + 3 * rb)));
+      }
+      for (; j < w; j++) {
+        const a = acc + (<usize>j << 3), b = o + (<usize>j << 2);
+        const s = load<f64>(a) + <f64>load<f32>(b) + <f64>load<f32>(b + rb);
+        store<f64>(a, s + <f64>load<f32>(b + 2 * rb) + <f64>load<f32>(b + 3 * rb));
+      }
+    }
+    for (; r < end; r++) {
+      const o = src + <usize>r * rb;
+      for (let j = 0; j < w; j++) {
+        const a = acc + (<usize>j << 3);
+        store<f64>(a, load<f64>(a) + <f64>load<f32>(o + (<usize>j << 2)));
+      }
+    }
+    flushSums(acc, dst + <usize>(r0 / per) * rb, w);
+  }
+}
+
+/** dgamma[g, j] = sum over rows r of group g of dy[r, j] (x[r, j] - mean[r]) rstd[r] (mean, rstd float32). */
+export function layerNormGradGamma(
+  dy: usize, x: usize, mean: usize, rstd: usize, dst: usize, rows: i32, h: i32, per: i32, acc: usize,
+): void {
+  for (let j = 0; j < h; j++) store<f64>(acc + (<usize>j << 3), 0);
+  const rb = <usize>h << 2;
+  for (let r0 = 0; r0 < rows; r0 += per) {
+    for (let r = r0; r < r0 + per; r++) {
+      const o = <usize>r * rb;
+      const mu = <f64>load<f32>(mean + (<usize>r << 2)), inv = <f64>load<f32>(rstd + (<usize>r << 2));
+      const mu2 = f64x2.splat(mu), inv2 = f64x2.splat(inv);
+      let j = 0;
+      for (; j + 2 <= h; j += 2) {
+        const a = acc + (<usize>j << 3), b = o + (<usize>j << 2);
+        const t = f64x2.mul(f64x2.mul(f32pair(dy + b), f64x2.sub(f32pair(x + b), mu2)), inv2);
+        v128.store(a, f64x2.add(v128.load(a), t));
+      }
+      for (; j < h; j++) {
+        const a = acc + (<usize>j << 3), b = o + (<usize>j << 2);
+        store<f64>(a, load<f64>(a) + <f64>load<f32>(dy + b) * (<f64>load<f32>(x + b) - mu) * inv);
+      }
+    }
+    flushSums(acc, dst + <usize>(r0 / per) * rb, h);
   }
 }

@@ -1,0 +1,75 @@
+import assert from "node:assert/strict";
+import { colSum, colSumInto, gammaGrad, gammaGradInto } from "../../lib/backend/col_sums.ts";
+import { Io } from "../../lib/backend/kernel_io.ts";
+import { initBackend, tf } from "../../lib/tf.ts";
+
+/** Asserts two float32 arrays hold the same bits. */
+function assertSameBits(got: Float32Array, want: Float32Array, what: string): void {
+  assert.equal(got.length, want.length, `${what}: length`);
+  const g = new Uint32Array(got.buffer, got.byteOffset, got.length);
+  const w = new Uint32Array(want.buffer, want.byteOffset, want.length);
+  for (let i = 0; i < g.length; i++) {
+    if (g[i] !== w[i]) {
+      assert.fail(`${what}: element ${i} is ${got[i]}, the JavaScript loop gives ${want[i]}`);
+    }
+  }
+}
+
+/** Deterministic values of mixed magnitudes and signs (sums of them round at every step). */
+function values(n: number, seed: number): Float32Array {
+  let s = seed >>> 0 || 1;
+  return Float32Array.from({ length: n }, (_, i) => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return ((s >>> 0) / 2 ** 32 - 0.5) * (i % 5 === 0 ? 1e4 : 1);
+  });
+}
+
+/**
+ * [rows, w] values whose float64 sums depend on the order of the adds: column j runs down
+ * 1, 0, 0, 0, 2^60, -2^60, 0, 0 (shifted by j), and 1 + 2^60 - 2^60 is 0 added left to right, 1 otherwise.
+ */
+function cancelling(rows: number, w: number): Float32Array {
+  const q = [1, 0, 0, 0, 2 ** 60, -(2 ** 60), 0, 0];
+  return Float32Array.from({ length: rows * w }, (_, i) => q[(Math.floor(i / w) + (i % w)) % 8]);
+}
+
+// Rows around the wasm loop's groups of 4, odd widths (a scalar column at the end), groups of rows.
+const CASES: [rows: number, w: number, groups: number][] = [
+  [1, 1, 1],
+  [3, 7, 1],
+  [4, 2, 2],
+  [9, 129, 1],
+  [10, 5, 5],
+  [12, 64, 3],
+  [16, 9, 2],
+  [24, 8, 1],
+  [2560, 128, 1],
+  [96, 512, 32],
+];
+
+Deno.test("column sums on wasm: the JavaScript loops' bits (bias and gamma gradients, with groups)", async () => {
+  await initBackend("wasm");
+  const io = new Io(tf.backend());
+  assert.ok(io.simd(), "the wasm module does not run here");
+  for (const [i, [rows, w, groups]] of CASES.entries()) {
+    const per = rows / groups, what = `[${rows}, ${w}] in ${groups} groups`;
+    tf.tidy(() => {
+      // Odd cases: random values; even ones: sums that tell the order of the adds.
+      const xs0 = i % 2 ? values(rows * w, 1 + i) : cancelling(rows, w);
+      const x = tf.tensor(xs0, [rows, w]), dy = tf.tensor(i % 2 ? values(rows * w, 50 + i) : xs0, [rows, w]);
+      const mean = tf.tensor(values(rows, 100 + i), [rows]),
+        rstd = tf.abs(tf.tensor(values(rows, 200 + i), [rows]));
+      const want = new Float32Array(groups * w), wantG = new Float32Array(groups * w);
+      colSumInto(x.dataSync() as Float32Array, want, rows, w, per);
+      const [dys, xs, ms, rs] = [dy, x, mean, rstd].map((t) => t.dataSync() as Float32Array);
+      gammaGradInto(dys, xs, ms, rs, wantG, rows, w, per);
+      const out = tf.zeros([groups, w]), outG = tf.zeros([groups, w]);
+      colSum(io, x, out, rows, w, per);
+      gammaGrad(io, dy, x, mean, rstd, outG, rows, w, per);
+      assertSameBits(out.dataSync() as Float32Array, want, `${what}: column sums`);
+      assertSameBits(outG.dataSync() as Float32Array, wantG, `${what}: gamma gradient`);
+    });
+  }
+});
