@@ -92,20 +92,51 @@ export interface ExecuteOptions {
   outDir?: string;
   /** Kernel name (default "deno", whatever the notebook's metadata says). */
   kernel?: string;
+  /** Where a line about a repeated run goes (default stderr). */
+  log?: (line: string) => void;
 }
+
+/** Executions of one notebook before a cell whose display the kernel dropped fails it (`executeNotebook`). */
+export const EXECUTE_ATTEMPTS = 3;
 
 /**
  * Runs every cell of `path` headless and writes the executed notebook to `<outDir>/<name>.ipynb`
  * (atomically); returns that path. Throws with the failing cell's source and error if a cell throws.
+ *
+ * The Deno kernel now and then drops a cell's display (seen in CI: the findings notebook's one display of
+ * the six findings came back empty, the run otherwise fine), which would leave a report silently missing
+ * its content. So a run in which a cell that calls a display function (`droppedDisplays`) has no output is
+ * repeated, up to `EXECUTE_ATTEMPTS` runs in all, and then it is an error naming those cells.
  */
 export async function executeNotebook(path: string, opts: ExecuteOptions = {}): Promise<string> {
+  const log = opts.log ?? ((line: string) => console.error(line));
+  for (let attempt = 1;; attempt++) {
+    const executed = await executeOnce(path, opts);
+    const dropped = droppedDisplays(await readNotebook(executed.tmp));
+    if (dropped.length === 0) {
+      await Deno.rename(executed.tmp, executed.target);
+      return executed.target;
+    }
+    await Deno.remove(executed.tmp).catch(() => {});
+    const cells = `code cell(s) ${dropped.join(", ")} (counting from 1)`;
+    if (attempt >= EXECUTE_ATTEMPTS) {
+      throw new Error(
+        `${path}: ${cells} displayed nothing in ${attempt} runs: the kernel dropped their output, or they ` +
+          `display nothing in a run like this one`,
+      );
+    }
+    log(`${basename(path)}: ${cells} came back without output; running the notebook again`);
+  }
+}
+
+/** One headless run of `path` into a temporary file beside its target. */
+async function executeOnce(path: string, opts: ExecuteOptions): Promise<{ tmp: string; target: string }> {
   await ensureDenoKernel();
   const source = resolve(path);
   const outDir = resolve(opts.outDir ?? join(ROOT, "reports"));
   await Deno.mkdir(outDir, { recursive: true });
   const name = basename(source, ".ipynb");
   const tmpName = `${name}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
-  const target = join(outDir, `${name}.ipynb`);
   const result = await run(JUPYTER, [
     "nbconvert",
     "--to=notebook",
@@ -121,8 +152,22 @@ export async function executeNotebook(path: string, opts: ExecuteOptions = {}): 
     await Deno.remove(tmp).catch(() => {});
     throw new Error(`${path}: execution failed.\n${cellError(result.stderr)}`);
   }
-  await Deno.rename(tmp, target);
-  return target;
+  return { tmp, target: join(outDir, `${name}.ipynb`) };
+}
+
+/** A call of a display function: `Deno.jupyter.display(`, `display(` or a `show...(` helper. */
+const DISPLAY_CALL = /\b(?:display|show[A-Z]\w*)\(/;
+
+/**
+ * The code cells (numbered from 1 among code cells) that call a display function but hold no output
+ * after execution.
+ */
+export function droppedDisplays(nb: NotebookJson): number[] {
+  const out: number[] = [];
+  nb.cells.filter((c) => c.cell_type === "code").forEach((c, i) => {
+    if (DISPLAY_CALL.test(sourceText(c.source)) && !c.outputs?.length) out.push(i + 1);
+  });
+  return out;
 }
 
 interface NotebookJson {
@@ -340,7 +385,12 @@ export async function buildReports(opts: BuildOptions): Promise<ReportEntry[]> {
       let source = path;
       if (opts.execute) {
         log(`${name}: executing`);
-        source = await executeNotebook(path, { outDir: opts.outDir, timeoutS: opts.timeoutS, env: opts.env });
+        source = await executeNotebook(path, {
+          outDir: opts.outDir,
+          timeoutS: opts.timeoutS,
+          env: opts.env,
+          log,
+        });
       } else {
         const empty = cellsWithoutOutput(await readNotebook(path));
         if (empty) log(`${name}: ${empty} code cell(s) have no output; pass --execute to run the notebook`);

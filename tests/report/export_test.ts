@@ -4,6 +4,7 @@ import {
   cellError,
   cellsWithoutOutput,
   countOccurrences,
+  droppedDisplays,
   injectPlotly,
   listReports,
   notebookTitle,
@@ -50,6 +51,25 @@ Deno.test("notebookTitle takes the first Markdown heading; cellsWithoutOutput co
   assert.equal(notebookTitle(nb, "file"), "Fisher scores");
   assert.equal(notebookTitle({ cells: [] }, "file"), "file");
   assert.equal(cellsWithoutOutput(nb), 1);
+});
+
+Deno.test("droppedDisplays: code cells that call a display function but came back without output", () => {
+  const nb = {
+    cells: [
+      { cell_type: "markdown", source: "await showMarkdown('not code')" },
+      { cell_type: "code", source: "const x = 1;", outputs: [] }, // displays nothing: fine
+      { cell_type: "code", source: ["const f = findings();\n", "await showMarkdown(f);"], outputs: [] },
+      {
+        cell_type: "code",
+        source: "await Deno.jupyter.display(bundle);",
+        outputs: [{ output_type: "display_data" }],
+      },
+      { cell_type: "code", source: "await display(b)" }, // outputs missing entirely
+      { cell_type: "code", source: "await showTable(rows)", outputs: [{}] },
+    ],
+  };
+  assert.deepEqual(droppedDisplays(nb), [2, 4]);
+  assert.deepEqual(droppedDisplays({ cells: [] }), []);
 });
 
 Deno.test("cellError keeps the failing cell's source and error from nbconvert's stderr", () => {
