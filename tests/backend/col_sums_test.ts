@@ -2,38 +2,12 @@ import assert from "node:assert/strict";
 import { colSum, colSumInto, gammaGrad, gammaGradInto } from "../../lib/backend/col_sums.ts";
 import { Io } from "../../lib/backend/kernel_io.ts";
 import { initBackend, tf } from "../../lib/tf.ts";
+import { assertSameBits as sameBits, cancelling, mixedValues } from "./bits.ts";
 
-/** Asserts two float32 arrays hold the same bits. */
-function assertSameBits(got: Float32Array, want: Float32Array, what: string): void {
-  assert.equal(got.length, want.length, `${what}: length`);
-  const g = new Uint32Array(got.buffer, got.byteOffset, got.length);
-  const w = new Uint32Array(want.buffer, want.byteOffset, want.length);
-  for (let i = 0; i < g.length; i++) {
-    if (g[i] !== w[i]) {
-      assert.fail(`${what}: element ${i} is ${got[i]}, the JavaScript loop gives ${want[i]}`);
-    }
-  }
-}
-
-/** Deterministic values of mixed magnitudes and signs (sums of them round at every step). */
-function values(n: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  return Float32Array.from({ length: n }, (_, i) => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return ((s >>> 0) / 2 ** 32 - 0.5) * (i % 5 === 0 ? 1e4 : 1);
-  });
-}
-
-/**
- * [rows, w] values whose float64 sums depend on the order of the adds: column j runs down
- * 1, 0, 0, 0, 2^60, -2^60, 0, 0 (shifted by j), and 1 + 2^60 - 2^60 is 0 added left to right, 1 otherwise.
- */
-function cancelling(rows: number, w: number): Float32Array {
-  const q = [1, 0, 0, 0, 2 ** 60, -(2 ** 60), 0, 0];
-  return Float32Array.from({ length: rows * w }, (_, i) => q[(Math.floor(i / w) + (i % w)) % 8]);
-}
+const assertSameBits = (got: Float32Array, want: Float32Array, what: string) =>
+  sameBits(got, want, what, "the JavaScript loop");
+/** Values of mixed magnitudes, some 1e4 times the rest (sums of them round at every step). */
+const values = (n: number, seed: number) => mixedValues(n, seed, 1).map((v, i) => i % 5 === 0 ? v * 1e4 : v);
 
 // Rows around the wasm loop's groups of 4, odd widths (a scalar column at the end), groups of rows.
 const CASES: [rows: number, w: number, groups: number][] = [

@@ -3,16 +3,10 @@ import { aleaState, dropoutInto, dropoutScale, keptFrom } from "../../lib/backen
 import { Io } from "../../lib/backend/kernel_io.ts";
 import { dropoutFast } from "../../lib/bert/fused_ops.ts";
 import { initBackend, tf } from "../../lib/tf.ts";
+import { assertSameBits as sameBits } from "./bits.ts";
 
-/** Asserts two float32 arrays hold the same bits (NaN payloads and the sign of zero included). */
-function assertSameBits(got: Float32Array, want: Float32Array, what: string): void {
-  assert.equal(got.length, want.length, `${what}: length`);
-  const g = new Uint32Array(got.buffer, got.byteOffset, got.length);
-  const w = new Uint32Array(want.buffer, want.byteOffset, want.length);
-  for (let i = 0; i < g.length; i++) {
-    if (g[i] !== w[i]) assert.fail(`${what}: element ${i} is ${got[i]}, tf.dropout gives ${want[i]}`);
-  }
-}
+const assertSameBits = (got: Float32Array, want: Float32Array, what: string) =>
+  sameBits(got, want, what, "tf.dropout");
 
 const RATES = [0.1, 0.5, 0.3, 0.01, 0.9];
 // Sizes around the loops' ends, and BERT-tiny's hidden states and attention probabilities at 32 x 128.

@@ -9,39 +9,10 @@ import {
 } from "../../lib/backend/layer_norm.ts";
 import { layerNormFast } from "../../lib/bert/fused_ops.ts";
 import { initBackend, tf } from "../../lib/tf.ts";
+import { assertSameBits as sameBits, cancelling, mixedValues as values } from "./bits.ts";
 
-/** Asserts two float32 arrays hold the same bits. */
-function assertSameBits(got: Float32Array, want: Float32Array, what: string): void {
-  assert.equal(got.length, want.length, `${what}: length`);
-  const g = new Uint32Array(got.buffer, got.byteOffset, got.length);
-  const w = new Uint32Array(want.buffer, want.byteOffset, want.length);
-  for (let i = 0; i < g.length; i++) {
-    if (g[i] !== w[i]) {
-      assert.fail(`${what}: element ${i} is ${got[i]}, the JavaScript loop gives ${want[i]}`);
-    }
-  }
-}
-
-/** Deterministic values of mixed magnitudes (LayerNorm inputs drift far from 0 in a residual stream). */
-function values(n: number, seed: number, scale = 1): Float32Array {
-  let s = seed >>> 0 || 1;
-  return Float32Array.from({ length: n }, (_, i) => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    const u = (s >>> 0) / 2 ** 32 - 0.5;
-    return scale * u * (i % 7 === 0 ? 40 : 1) + (i % 11 === 0 ? 3 : 0);
-  });
-}
-
-/**
- * [rows, h] values whose float64 row sums depend on the order of the adds: row r runs along
- * 1, 0, 0, 0, 2^60, -2^60, 0, 0 (shifted by r), and 1 + 2^60 - 2^60 is 0 added left to right, 1 otherwise.
- */
-function cancelling(rows: number, h: number): Float32Array {
-  const q = [1, 0, 0, 0, 2 ** 60, -(2 ** 60), 0, 0];
-  return Float32Array.from({ length: rows * h }, (_, i) => q[(Math.floor(i / h) + (i % h)) % 8]);
-}
+const assertSameBits = (got: Float32Array, want: Float32Array, what: string) =>
+  sameBits(got, want, what, "the JavaScript loop");
 
 // Rows around the wasm loops' groups of 4 (forward) and 2 (gradient); widths of BERT-tiny and odd ones
 // (not powers of two, where dividing by h and multiplying by 1 / h can differ);
