@@ -49,12 +49,14 @@ export function gammaGradInto(
   }
 }
 
-/** Scratch for w float64 accumulators on the wasm heap, freed after `f`. */
+/**
+ * Scratch for w float64 accumulators on the wasm heap (2w float32s; the heap's allocations come from
+ * malloc, 8-byte aligned, and wasm loads need no alignment anyway), freed after `f`.
+ */
 function withAcc(io: Io, w: number, f: (acc: number) => void): void {
-  const acc = io.alloc([2 * w + 2]); // 8-byte aligned inside: the heap's allocations are
+  const acc = io.alloc([2 * w]);
   try {
-    const at = io.address(acc);
-    f(at + (at % 8 === 0 ? 0 : 8 - (at % 8)));
+    f(io.address(acc));
   } finally {
     io.free(acc);
   }

@@ -7,8 +7,9 @@
  * backward pass. Dropout touches every hidden state and every attention probability, so at BERT-tiny's
  * 32 x 128 that was ~90 ms of a ~200 ms step. Here one pass draws and applies the noise: on the wasm
  * backend in the project's wasm module (tools/wasm/gemm.as.ts `dropout`: alea in integers, the same
- * values, and the keep test as one integer comparison, `keptFrom`), elsewhere in the JavaScript loop `dropoutInto` (alea as written). Nothing is saved: the
- * gradient, dy times the same multiplier, is this kernel again on dy with the same seed.
+ * values, and the keep test as one integer comparison, `keptFrom`), elsewhere in the JavaScript loop
+ * `dropoutInto` (alea as written). Nothing is saved: the gradient, dy times the same multiplier, is this
+ * kernel again on dy with the same seed.
  *
  * What tfjs computes, and so this: u = alea's next double, rounded to float32 (its Float32Array buffer);
  * kept where float32(u + keep) >= 1 (its Add and Floor), keep = float32(1 - rate); the multiplier

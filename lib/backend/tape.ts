@@ -53,7 +53,8 @@ export function skipUnusedOutputZeros(tf: Tfjs, kernelNames: readonly string[]):
   const add = engine.addTapeNode;
   engine.addTapeNode = function (kernelName, inputs, outputs, gradientsFunc, saved, attrs) {
     add.call(this, kernelName, inputs, outputs, gradientsFunc, saved, attrs);
-    const config = names.has(kernelName) ? tf.getGradient(kernelName) : undefined;
+    if (!names.has(kernelName)) return; // every other kernel: nothing more on this hot path
+    const config = tf.getGradient(kernelName);
     const tape = this.state.activeTape;
     const node = tape[tape.length - 1];
     const zeroFilling = node?.gradient;

@@ -15,9 +15,8 @@
  * 32 x 128 on an idle 2-core machine), else 1; but 1 for full fine-tuning on OpenBLAS, whose products
  * already use both cores and whose workers would exchange every weight each step (`autoWorkers` in
  * lib/tuning/hyperparameters.ts); `--workers 1` keeps one. A run folder started earlier keeps the count it
- * was started with. Results repeat bitwise for a given worker count; dropout draws
- * depend on it. On a machine other work keeps busy, two workers can be slower than one: pass
- * `--workers 1` there.
+ * was started with. Results repeat bitwise for a given worker count; dropout draws depend on it. On a
+ * machine other work keeps busy, two workers can be slower than one: pass `--workers 1` there.
  *
  * Products (`--gemm`, or NORMTUNE_GEMM; docs/openblas.md): on the wasm backend the default, `auto`, runs
  * the products on OpenBLAS where it loads (`openblas`: 3-4x the wasm GEMM's speed), else on the project's

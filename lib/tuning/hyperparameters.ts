@@ -13,6 +13,7 @@
  * h.batchSize; // 32
  * ```
  */
+import type { GemmName } from "../backend/gemm_choice.ts";
 import { INIT_NAMES, type InitName } from "../bert/init.ts";
 import { getMode, type ModeName } from "./modes.ts";
 import { DEFAULT_WARMUP_RATIO, warmupSteps } from "./schedule.ts";
@@ -133,8 +134,8 @@ export const MIN_ROWS_PER_WORKER = 16;
 /** What else the default worker count depends on: the run's tuning mode and the resolved product. */
 export interface WorkerContext {
   mode?: string;
-  /** "openblas" or "wasm" (`resolveGemm`, lib/backend/gemm_choice.ts). */
-  gemm?: string;
+  /** The product as resolved (`resolveGemm`): `auto` is decided by then. */
+  gemm?: GemmName;
 }
 
 /**
