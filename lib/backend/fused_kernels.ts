@@ -28,7 +28,7 @@ import { dropout as dropoutKernel } from "./dropout.ts";
 import { gelu as geluKernel } from "./gelu.ts";
 import { layerNorm as layerNormRows, layerNormGradX as layerNormGradXRows } from "./layer_norm.ts";
 import { type AnyBackend, Io, type Mat, type Out, type TI } from "./kernel_io.ts";
-import { adamwKernel, nonFiniteKernel, OPTIMIZER_KERNELS } from "./optimizer_kernels.ts";
+import { adamwKernel, nonFiniteKernel, OPTIMIZER_KERNELS, sumSquaresKernel } from "./optimizer_kernels.ts";
 
 type KernelArgs = { inputs: Record<string, TI>; backend: AnyBackend; attrs: Record<string, unknown> };
 type Kernel = (args: KernelArgs) => TI | TI[];
@@ -341,6 +341,7 @@ const KERNELS: [string, Kernel][] = [
   [FUSED.contextGradV, contextGradV],
   [FUSED.adamw, adamwKernel],
   [FUSED.nonFinite, nonFiniteKernel],
+  [FUSED.sumSquares, sumSquaresKernel],
 ];
 
 /** The fused kernels as registrations for `backendName` (one whose tensors live in JavaScript-visible memory). */

@@ -3,7 +3,9 @@
  * (lib/backend/fused_kernels.ts):
  * - `NormtuneAdamW`: one parameter's whole AdamW update (lib/tuning/optimizer.ts) in one pass, instead of
  *   a dozen tfjs elementwise ops each allocating and writing a full-size tensor;
- * - `NormtuneNonFinite`: for each of several tensors, whether it holds NaN or an infinity, in one kernel.
+ * - `NormtuneNonFinite`: for each of several tensors, whether it holds NaN or an infinity, in one kernel;
+ * - `NormtuneSumSquares`: for each of several tensors, `tf.sum(tf.square(x))` (the clipping norm's
+ *   terms) in one pass, without the squares' tensor, skipping zeros (most of an embedding's gradient).
  *
  * Results are bitwise those of the tfjs op sequence they replace (written out in lib/tuning/optimizer.ts):
  * every tfjs wasm/cpu elementwise kernel computes each float32 element correctly rounded to float32
@@ -27,6 +29,7 @@ import { heapInstance } from "./simd_gemm.ts";
 export const OPTIMIZER_KERNELS = {
   adamw: "NormtuneAdamW",
   nonFinite: "NormtuneNonFinite",
+  sumSquares: "NormtuneSumSquares",
 } as const;
 
 /**
@@ -70,6 +73,7 @@ interface AdamWExports {
     stepSize: number,
   ): void;
   nonFinite(x: number, n: number): number;
+  sumSquares(x: number, n: number): number;
 }
 
 const instances = new WeakMap<object, AdamWExports | null>();
@@ -194,4 +198,32 @@ export function nonFiniteKernel({ inputs, backend }: KernelArgs): TI {
   });
   io.data(out).set(flags);
   return out;
+}
+
+/**
+ * One float32 scalar per input tensor (given as an array, like AddN's): the bits of
+ * `tf.sum(tf.square(x))` on this backend. tfjs-wasm squares in float32 and sums in float32 in index order
+ * (the module's `sumSquares`, or a JavaScript loop rounding after each operation where it cannot run);
+ * tfjs's cpu backend rounds each square to float32 but sums in float64, rounding once at the end.
+ */
+export function sumSquaresKernel({ inputs, backend }: KernelArgs): TI[] {
+  const xs = Object.values(inputs);
+  for (const x of xs) {
+    if (x.dtype !== F32) throw new Error(`${OPTIMIZER_KERNELS.sumSquares}: a ${x.dtype} tensor, not float32`);
+  }
+  const io = new Io(backend);
+  const outs = xs.map(() => io.alloc([]));
+  const mod = io.wasm ? adamwWasm(backend.wasm) : undefined;
+  const f = Math.fround;
+  xs.forEach((x, k) => {
+    let s = 0;
+    if (mod) s = mod.sumSquares(io.address(x), elementCount(x.shape));
+    else {
+      const d = io.data(x);
+      if (io.wasm) { for (let i = 0; i < d.length; i++) s = f(s + f(d[i] * d[i])); }
+      else for (let i = 0; i < d.length; i++) s += f(d[i] * d[i]);
+    }
+    io.data(outs[k])[0] = s;
+  });
+  return outs;
 }

@@ -265,13 +265,24 @@ export class AdamW {
 }
 
 /**
- * The global L2 norm of `grads` (0 for none): the sum of every gradient's sum of squares, in tfjs ops
- * (on wasm that sum is a float32 sum in a fixed order, which a change of kernel could alter, so it stays
- * as it is), then its square root in float64.
+ * The global L2 norm of `grads` (0 for none): the sum of every gradient's sum of squares, then its square
+ * root in float64. Each sum of squares is `tf.sum(tf.square(g))` (on wasm a float32 sum in index order,
+ * which a change of kernel could alter), run as the fused kernel `NormtuneSumSquares` where it is
+ * registered (the same bits in one pass, skipping zeros); `ops` runs the tfjs ops anyway (the reference).
  */
-export async function globalNorm(grads: Map<string, tf.Tensor>): Promise<number> {
+export async function globalNorm(grads: Map<string, tf.Tensor>, ops = false): Promise<number> {
   if (grads.size === 0) return 0;
-  const sq = tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))));
+  const fused = !ops && tf.getKernel(OPTIMIZER_KERNELS.sumSquares, tf.getBackend()) !== undefined;
+  const sq = tf.tidy(() =>
+    tf.addN(
+      fused
+        ? tf.engine().runKernel(
+          OPTIMIZER_KERNELS.sumSquares,
+          [...grads.values()] as unknown as tf.NamedTensorMap,
+        ) as tf.Tensor[]
+        : [...grads.values()].map((g) => tf.sum(tf.square(g))),
+    )
+  );
   try {
     return Math.sqrt((await sq.data())[0]);
   } finally {

@@ -94,3 +94,40 @@ export function nonFinite(x: usize, n: i32): i32 {
   // NaN != NaN: a lane (or s) that is not equal to itself saw a non-finite value.
   return !i32x4.all_true(f32x4.eq(acc, acc)) || s != s ? 1 : 0;
 }
+
+/**
+ * The float32 sum of the squares of the `n` float32 values at x, added one by one in index order: the
+ * bits of tfjs-wasm's Square (x * x, rounded to float32) then Sum (a float32 sum in index order) over the
+ * whole tensor. Blocks of sixteen zeros (then of four) are skipped: each would add +0 to a sum that
+ * starts at +0 and never turns -0, which changes nothing. An embedding's gradient is mostly zero rows.
+ */
+export function sumSquares(x: usize, n: i32): f32 {
+  let s: f32 = 0;
+  const blocks = n & ~15;
+  for (let i = 0; i < blocks; i += 16) {
+    const p = x + (<usize>i << 2);
+    const a = v128.load(p), b = v128.load(p, 16), c = v128.load(p, 32), d = v128.load(p, 48);
+    if (!v128.any_true(v128.or(v128.or(a, b), v128.or(c, d)))) continue;
+    s = addSquares(s, a);
+    s = addSquares(s, b);
+    s = addSquares(s, c);
+    s = addSquares(s, d);
+  }
+  for (let i = blocks; i < n; i++) {
+    const a = load<f32>(x + (<usize>i << 2));
+    s += a * a;
+  }
+  return s;
+}
+
+/** s plus the squares of a's four lanes, in lane order (nothing to add where all four are zero). */
+// @ts-ignore: decorator
+@inline function addSquares(s: f32, a: v128): f32 {
+  if (!v128.any_true(a)) return s;
+  const q = f32x4.mul(a, a);
+  s += f32x4.extract_lane(q, 0);
+  s += f32x4.extract_lane(q, 1);
+  s += f32x4.extract_lane(q, 2);
+  s += f32x4.extract_lane(q, 3);
+  return s;
+}
