@@ -47,10 +47,10 @@ export function fusedGradients(tf: Tfjs): tf.GradConfig[] {
       const dy = first(dyIn);
       return { x: () => tf.mul(dy, dydx) };
     }],
-    // y = x m, m drawn from attrs.seed: dx = dy m, the same kernel on dy (the same draws).
-    [{ kernelName: FUSED.dropout } as tf.GradConfig, (dyIn, _saved, attrs) => {
+    // y = x m, m drawn from attrs.seed: dx = dy m, m from the kept elements the forward saved.
+    [{ kernelName: FUSED.dropout, outputsToSave: [false, true] } as tf.GradConfig, (dyIn, [mask], attrs) => {
       const dy = first(dyIn);
-      return { x: () => run(FUSED.dropout, { x: dy }, attrs) };
+      return { x: () => run(FUSED.dropoutGrad, { dy, mask }, { rate: attrs.rate }) };
     }],
     [{ kernelName: FUSED.scores, inputsToSave: ["q", "k"] } as tf.GradConfig, (dyIn, [q, k], attrs) => {
       const dy = first(dyIn);

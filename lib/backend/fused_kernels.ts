@@ -24,7 +24,7 @@
 import type { tf } from "../tf.ts";
 import { elementCount } from "../util/shape.ts";
 import { colSum as colSumRows, gammaGrad } from "./col_sums.ts";
-import { dropout as dropoutKernel } from "./dropout.ts";
+import { dropout as dropoutKernel, dropoutGrad as dropoutGradKernel } from "./dropout.ts";
 import { gelu as geluKernel } from "./gelu.ts";
 import { layerNorm as layerNormRows, layerNormGradX as layerNormGradXRows } from "./layer_norm.ts";
 import { type AnyBackend, Io, type Mat, type Out, type TI } from "./kernel_io.ts";
@@ -45,6 +45,7 @@ export const FUSED = {
   layerNormGradGamma: "NormtuneLayerNormGradGamma",
   gelu: "NormtuneGelu",
   dropout: "NormtuneDropout",
+  dropoutGrad: "NormtuneDropoutGrad",
   scores: "NormtuneAttnScores",
   scoresGradQ: "NormtuneAttnScoresGradQ",
   scoresGradK: "NormtuneAttnScoresGradK",
@@ -176,13 +177,26 @@ const gelu: Kernel = ({ inputs: { x }, backend }) => {
   return [y, dydx];
 };
 
-// ---- dropout: tf.dropout's bits in one pass; its gradient is itself, on dy, with the same seed ----
+// ---- dropout: tf.dropout's bits in one pass, and which elements it kept, for the gradient ----
 
 const dropout: Kernel = ({ inputs: { x }, backend, attrs }) => {
   const io = new Io(backend);
-  const y = io.alloc(x.shape.slice());
-  dropoutKernel(io, x, y, attrs.rate as number, attrs.seed as string);
-  return y;
+  const y = io.alloc(x.shape.slice()), mask = io.alloc(x.shape.slice(), "bool");
+  dropoutKernel(io, x, y, mask, attrs.rate as number, attrs.seed as string);
+  return [y, mask];
+};
+
+/** dx = dy times the multiplier of the elements the forward kept (its mask). */
+const dropoutGrad: Kernel = ({ inputs: { dy, mask }, backend, attrs }) => {
+  const io = new Io(backend);
+  if (mask.dtype !== "bool" || elementCount(mask.shape) !== elementCount(dy.shape)) {
+    throw new Error(
+      `${FUSED.dropoutGrad}: the mask is ${mask.dtype} [${mask.shape}], not bool [${dy.shape}]`,
+    );
+  }
+  const dx = io.alloc(dy.shape.slice());
+  dropoutGradKernel(io, dy, mask, dx, attrs.rate as number);
+  return dx;
 };
 
 // ---- attention products, per (example, head), on [b*s, H*d] inputs ----
@@ -333,6 +347,7 @@ const KERNELS: [string, Kernel][] = [
   [FUSED.layerNormGradGamma, layerNormGradGamma],
   [FUSED.gelu, gelu],
   [FUSED.dropout, dropout],
+  [FUSED.dropoutGrad, dropoutGrad],
   [FUSED.scores, scores],
   [FUSED.scoresGradQ, scoresGradQ],
   [FUSED.scoresGradK, scoresGradK],

@@ -69,7 +69,7 @@ export function installBackend(tf: Tfjs, backend: string): void {
   if (!installed.has("gradients")) {
     installed.add("gradients");
     for (const config of [...stockGradients(tf), ...fusedGradients(tf)]) tf.registerGradient(config);
-    skipUnusedOutputZeros(tf, [FUSED.layerNorm, FUSED.gelu]);
+    skipUnusedOutputZeros(tf, [FUSED.layerNorm, FUSED.gelu, FUSED.dropout]);
   }
   if (installed.has(backend)) return;
   installed.add(backend);

@@ -51,9 +51,22 @@ export class Io {
     return v instanceof Float32Array ? v : Float32Array.from(v as ArrayLike<number>);
   }
 
-  alloc(shape: number[]): TI {
-    if (this.wasm) return this.backend.makeOutput(shape, F32);
-    return this.backend.makeTensorInfo(shape, F32, new Float32Array(elementCount(shape)));
+  /**
+   * The bytes of a bool tensor (one per element), as `data` gives a float32 tensor's values: on cpu the
+   * stored array itself (its readSync hands out a converted copy of a bool tensor).
+   */
+  bytes(t: TI): Uint8Array {
+    if (t.dtype !== "bool") throw new Error(`normtune kernels: expected a bool tensor, got ${t.dtype}`);
+    if (this.wasm) return this.backend.typedArrayFromHeap(t);
+    const v = this.backend.data.get(t.dataId).values;
+    if (!(v instanceof Uint8Array)) throw new Error("normtune kernels: a bool tensor not stored as bytes");
+    return v;
+  }
+
+  alloc(shape: number[], dtype: "float32" | "bool" = F32): TI {
+    if (this.wasm) return this.backend.makeOutput(shape, dtype);
+    const n = elementCount(shape);
+    return this.backend.makeTensorInfo(shape, dtype, dtype === F32 ? new Float32Array(n) : new Uint8Array(n));
   }
 
   free(t: TI): void {

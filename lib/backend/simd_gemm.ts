@@ -40,10 +40,14 @@ export interface GemmExports {
   ): void;
   /** Exact GELU of n float32s at x into y, dy/dx into d (lib/backend/gelu.ts); non-zero: NaN inputs. */
   gelu(x: number, y: number, d: number, n: number, block: number): number;
-  /** Dropout of n float32s at x into y, alea's stream from state k0, k1, k2, c (lib/backend/dropout.ts). */
+  /**
+   * Dropout of n float32s at x into y and the kept bytes into mask, alea's stream from state k0, k1, k2, c
+   * (lib/backend/dropout.ts).
+   */
   dropout(
     x: number,
     y: number,
+    mask: number,
     n: number,
     k0: number,
     k1: number,
@@ -52,6 +56,8 @@ export interface GemmExports {
     keptFrom: number,
     scale: number,
   ): void;
+  /** dx = dy times dropout's multiplier, from its mask bytes (lib/backend/dropout.ts). */
+  dropoutGrad(dy: number, mask: number, dx: number, n: number, scale: number): void;
   /** LayerNorm of x [rows, h] into y, mean and rstd [rows] (lib/backend/layer_norm.ts). */
   layerNorm(
     x: number,

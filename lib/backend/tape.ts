@@ -1,7 +1,7 @@
 /**
- * No zero gradients for outputs that are only saved. The fused LayerNorm and GELU kernels
+ * No zero gradients for outputs that are only saved. The fused LayerNorm, GELU and dropout kernels
  * (lib/backend/fused_kernels.ts) return, beside their result, what their backward pass needs (row mean
- * and 1/std; GELU's derivative) as extra outputs; nothing downstream uses those. tfjs's tape then hands
+ * and 1/std; GELU's derivative; the elements dropout kept) as extra outputs; nothing downstream uses those. tfjs's tape then hands
  * the gradient function a zero tensor for each of them: a fresh JavaScript array of the output's size,
  * copied onto the backend. For GELU that is a hidden x intermediate array (5 MB at BERT-tiny's 32 x 80)
  * made and copied twice a step: ~10% of a BERT-tiny LayerNorm step's time went to it. The fused gradients

@@ -50,7 +50,7 @@ export function geluFast(x: tf.Tensor): tf.Tensor {
 
 /** Inverted dropout with tf.dropout's bits for `seed` (lib/backend/dropout.ts); rate in (0, 1). */
 export function dropoutFast(x: tf.Tensor, rate: number, seed: string): tf.Tensor {
-  return run(FUSED.dropout, { x }, { rate, seed });
+  return runMany(FUSED.dropout, { x }, { rate, seed })[0];
 }
 
 export interface HeadShape {

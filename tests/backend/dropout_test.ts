@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { aleaState, dropoutInto, dropoutScale, keptFrom } from "../../lib/backend/dropout.ts";
+import {
+  aleaState,
+  dropoutGradInto,
+  dropoutInto,
+  dropoutScale,
+  keptFrom,
+} from "../../lib/backend/dropout.ts";
 import { Io } from "../../lib/backend/kernel_io.ts";
 import { dropoutFast } from "../../lib/bert/fused_ops.ts";
 import { initBackend, tf } from "../../lib/tf.ts";
@@ -60,10 +66,41 @@ Deno.test("NormtuneDropout: the kept fraction and scale are the rate's, and the 
 Deno.test("dropoutInto is alea as seedrandom writes it: the JavaScript loop and tf.dropout agree", async () => {
   await initBackend("cpu");
   const xs = Float32Array.from({ length: 5000 }, (_, i) => Math.sin(i) * 3);
-  const ys = new Float32Array(xs.length);
-  dropoutInto(xs, ys, aleaState("seed:5"), 0.2);
+  const ys = new Float32Array(xs.length), kept = new Uint8Array(xs.length);
+  dropoutInto(xs, ys, kept, aleaState("seed:5"), 0.2);
   const want = tf.tidy(() => tf.dropout(tf.tensor(xs), 0.2, undefined, "seed:5").dataSync() as Float32Array);
   assertSameBits(ys, want, "dropoutInto");
+  const keptOnes = tf.tidy(() => tf.dropout(tf.ones([xs.length]), 0.2, undefined, "seed:5").dataSync());
+  assert.deepEqual(
+    [...kept],
+    [...keptOnes].map((y) => +(y !== 0)),
+    "the kept bytes are not the kept elements",
+  );
+  // The gradient from the kept bytes: tf.dropout's gradient, which multiplies by the multiplier again.
+  const dys = Float32Array.from(xs, (x, i) => Math.cos(i) - x);
+  const dxs = new Float32Array(xs.length);
+  dropoutGradInto(dys, kept, dxs, 0.2);
+  const wantGrad = tf.tidy(() => {
+    const dy = tf.tensor(dys);
+    const f = (t: tf.Tensor) => tf.sum(tf.mul(tf.dropout(t, 0.2, undefined, "seed:5"), dy)) as tf.Scalar;
+    return tf.grad(f)(tf.tensor(xs)).dataSync() as Float32Array;
+  });
+  assertSameBits(dxs, wantGrad, "dropoutGradInto");
+});
+
+Deno.test("NormtuneDropout: a kept element whose input is 0 still passes its gradient on", async () => {
+  for (const backend of ["wasm", "cpu"] as const) {
+    await initBackend(backend);
+    tf.tidy(() => {
+      const x = tf.zeros([3, 37]), dy = tf.randomNormal([3, 37], 0, 1, "float32", 3);
+      const loss = (f: (t: tf.Tensor) => tf.Tensor) => (t: tf.Tensor) =>
+        tf.sum(tf.mul(f(t), dy)) as tf.Scalar;
+      const got = tf.grad(loss((t) => dropoutFast(t, 0.3, "z")))(x).dataSync() as Float32Array;
+      const want = tf.grad(loss((t) => tf.dropout(t, 0.3, undefined, "z")))(x).dataSync() as Float32Array;
+      assertSameBits(got, want, `${backend} gradient at zeros`);
+      assert.ok(got.some((v) => v !== 0), "no gradient passed");
+    });
+  }
 });
 
 Deno.test("keptFrom: the least kept alea integer, for rates across (0, 1)", () => {
