@@ -23,7 +23,7 @@
  */
 import type { tf } from "../tf.ts";
 import { elementCount } from "../util/shape.ts";
-import { colSum as colSumRows, gammaGrad } from "./col_sums.ts";
+import { colSum as colSumRows, gammaGrad, sumRows } from "./col_sums.ts";
 import { dropout as dropoutKernel, dropoutGrad as dropoutGradKernel } from "./dropout.ts";
 import { gelu as geluKernel } from "./gelu.ts";
 import { layerNorm as layerNormRows, layerNormGradX as layerNormGradXRows } from "./layer_norm.ts";
@@ -46,6 +46,7 @@ export const FUSED = {
   gelu: "NormtuneGelu",
   dropout: "NormtuneDropout",
   dropoutGrad: "NormtuneDropoutGrad",
+  sumRows: "NormtuneSumRows",
   scores: "NormtuneAttnScores",
   scoresGradQ: "NormtuneAttnScoresGradQ",
   scoresGradK: "NormtuneAttnScoresGradK",
@@ -124,6 +125,15 @@ const scatterRows: Kernel = ({ inputs: { dy, indices }, backend, attrs }) => {
     const src = i * width, at = r * width;
     for (let j = 0; j < width; j++) dst[at + j] += g[src + j];
   }
+  return out;
+};
+
+/** Float32 column sums of x [rows, w] in row order -> [w], as tfjs-wasm's ones[1, rows] x x. */
+const sumRowsKernel: Kernel = ({ inputs: { x }, backend }) => {
+  const io = new Io(backend);
+  const [rows, w] = rowsOf(x);
+  const out = io.alloc([w]);
+  sumRows(io, x, out, rows, w);
   return out;
 };
 
@@ -348,6 +358,7 @@ const KERNELS: [string, Kernel][] = [
   [FUSED.gelu, gelu],
   [FUSED.dropout, dropout],
   [FUSED.dropoutGrad, dropoutGrad],
+  [FUSED.sumRows, sumRowsKernel],
   [FUSED.scores, scores],
   [FUSED.scoresGradQ, scoresGradQ],
   [FUSED.scoresGradK, scoresGradK],

@@ -56,6 +56,8 @@ export interface GemmExports {
     keptFrom: number,
     scale: number,
   ): void;
+  /** Float32 column sums of src [rows, w] in row order into dst [w] (lib/backend/col_sums.ts). */
+  sumRowsF32(src: number, dst: number, rows: number, w: number): void;
   /** dx = dy times dropout's multiplier, from its mask bytes (lib/backend/dropout.ts). */
   dropoutGrad(dy: number, mask: number, dx: number, n: number, scale: number): void;
   /** LayerNorm of x [rows, h] into y, mean and rstd [rows] (lib/backend/layer_norm.ts). */

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { colSum, colSumInto, gammaGrad, gammaGradInto } from "../../lib/backend/col_sums.ts";
+import {
+  colSum,
+  colSumInto,
+  gammaGrad,
+  gammaGradInto,
+  sumRows,
+  sumRowsF32Into,
+} from "../../lib/backend/col_sums.ts";
 import { Io } from "../../lib/backend/kernel_io.ts";
 import { initBackend, tf } from "../../lib/tf.ts";
 import { assertSameBits as sameBits, cancelling, mixedValues } from "./bits.ts";
@@ -46,4 +53,34 @@ Deno.test("column sums on wasm: the JavaScript loops' bits (bias and gamma gradi
       assertSameBits(outG.dataSync() as Float32Array, wantG, `${what}: gamma gradient`);
     });
   }
+});
+
+Deno.test("float32 column sums on wasm: tfjs-wasm's ones x g bits, module and JavaScript loop alike", async () => {
+  await initBackend("wasm");
+  const io = new Io(tf.backend());
+  for (const [i, [rows, w]] of CASES.entries()) {
+    tf.tidy(() => {
+      const xs = i % 2 ? values(rows * w, 300 + i) : cancelling(rows, w);
+      const x = tf.tensor(xs, [rows, w]);
+      const want = tf.matMul(tf.ones([1, rows]), x).dataSync() as Float32Array;
+      const out = tf.zeros([w]);
+      sumRows(io, x, out, rows, w);
+      assertSameBits(out.dataSync() as Float32Array, want, `[${rows}, ${w}] module`);
+      const js = new Float32Array(w);
+      sumRowsF32Into(xs, js, rows, w);
+      assertSameBits(js, want, `[${rows}, ${w}] JavaScript`);
+    });
+  }
+});
+
+Deno.test("the gradient of a broadcast add sums over the batch with the product's bits", async () => {
+  await initBackend("wasm");
+  tf.tidy(() => {
+    const [b, s, h] = [32, 7, 16];
+    const x = tf.tensor(values(b * s * h, 7), [b, s, h]), pos = tf.tensor(values(s * h, 8), [s, h]);
+    const dy = tf.tensor(cancelling(b, s * h), [b, s, h]);
+    const g = tf.grad((p: tf.Tensor) => tf.sum(tf.mul(tf.add(x, p), dy)) as tf.Scalar)(pos);
+    const want = tf.reshape(tf.matMul(tf.ones([1, b]), tf.reshape(dy, [b, s * h])), [s, h]);
+    assertSameBits(g.dataSync() as Float32Array, want.dataSync() as Float32Array, "position gradient");
+  });
 });

@@ -649,3 +649,26 @@ export function layerNormGradGamma(
     flushSums(acc, dst + <usize>(r0 / per) * rb, h);
   }
 }
+
+// ---- Column sums in float32 (lib/backend/col_sums.ts `sumRowsF32Into`) ----
+//
+// tfjs-wasm's product ones[1, rows] x src[rows, w] (XNNPACK's) adds each column's rows in order into a
+// float32 accumulator that starts at +0 (1 * x is exact): the stock gradient of a broadcast add sums so,
+// and this is that sum without the product's packing, four columns at a time.
+
+/** dst[j] = float32 sum of src[r, j] over r = 0, 1, ... (src [rows, w]). */
+export function sumRowsF32(src: usize, dst: usize, rows: i32, w: i32): void {
+  const vec = w & ~3;
+  for (let j = 0; j < w; j++) store<f32>(dst + (<usize>j << 2), 0);
+  for (let r = 0; r < rows; r++) {
+    const row = src + ((<usize>r * <usize>w) << 2);
+    for (let j = 0; j < vec; j += 4) {
+      const o = <usize>j << 2;
+      v128.store(dst + o, f32x4.add(v128.load(dst + o), v128.load(row + o)));
+    }
+    for (let j = vec; j < w; j++) {
+      const o = <usize>j << 2;
+      store<f32>(dst + o, load<f32>(dst + o) + load<f32>(row + o));
+    }
+  }
+}
