@@ -150,10 +150,11 @@ export interface WorkerContext {
  * whose products run on two OpenBLAS threads. Two workers exchange every weight each step (gradients out,
  * new values back: 17.5 MB a step for BERT-tiny, mostly the embedding table), and with the products
  * already on both cores the second worker gains less than that costs. In the idle whole-job benchmarks
- * (README "Speed and memory", docs/speed_history.md) one worker was faster for tiny full fine-tuning in all 7
- * runs (e.g. 3.05 against 3.14 s, 2.44 against 3.62, 4.30 against 4.69) and for mini in 3 of 4 (11.6 against
- * 12.2 s, 13.4 against 13.7, 16.4 against 18.8; 14.2 against 13.3 the other way); two workers stay faster for
- * the sparse modes there, and for every mode on the wasm product (tiny full 5.05 against 5.77 s).
+ * (README "Speed and memory", docs/speed_history.md) one worker was faster for tiny full fine-tuning in all 8
+ * runs (e.g. 2.11 against 2.32 s, 3.05 against 3.14, 2.44 against 3.62) and for mini in 4 of 5 (10.0 against
+ * 10.4 s, 11.6 against 12.2, 13.4 against 13.7, 16.4 against 18.8; 14.2 against 13.3 the other way); two
+ * workers stay faster for the sparse modes there, and for every mode on the wasm product (tiny full 3.52
+ * against 4.86 s).
  */
 export function autoWorkers(
   backend: string,
