@@ -1,7 +1,8 @@
 /**
  * Fused TensorFlow.js kernels for BERT training on the wasm and cpu backends: dense, LayerNorm, exact
- * GELU, dropout, attention's per-head products and the embedding gradient, each way; and the optimizer's AdamW
- * update and non-finite check (lib/backend/optimizer_kernels.ts, no gradients). Their gradients are in
+ * GELU, dropout, attention's per-head products and the embedding gradient, each way; a broadcast add's
+ * gradient (float32 column sums); and the optimizer's AdamW update, non-finite check and the clipping norm's
+ * sums of squares (lib/backend/optimizer_kernels.ts, no gradients). Their gradients are in
  * lib/backend/fused_gradients.ts, the ops that run them in lib/bert/fused_ops.ts; `installBackend`
  * (lib/backend/install.ts) registers them.
  *
@@ -17,7 +18,7 @@
  * - LayerNorm and GELU are one pass forward and one pass backward, saving what the backward needs
  *   (row mean and 1/std; GELU's derivative) instead of recomputing it;
  * - dropout draws its noise and applies it in one pass, with tfjs's bits (lib/backend/dropout.ts), and
- *   saves nothing: its gradient redraws the same noise.
+ *   saves which elements it kept, a byte each, for its gradient.
  *
  * Memory access and products: lib/backend/kernel_io.ts.
  */

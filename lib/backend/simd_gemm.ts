@@ -2,9 +2,9 @@
  * The project's own float32 product for the wasm backend, which every fused kernel's product runs on:
  * tools/wasm/gemm.as.ts (AssemblyScript, built into gemm_wasm.ts by `deno task build-wasm`), instantiated
  * once per tfjs-wasm module on that module's memory, so it reads and writes tensors where they lie. The same
- * module holds the exact GELU loop of the NormtuneGelu kernel (lib/backend/gelu.ts), the dropout loop of
- * NormtuneDropout (lib/backend/dropout.ts), LayerNorm's loops (lib/backend/layer_norm.ts) and the column sums
- * of bias and gamma gradients (lib/backend/col_sums.ts).
+ * module holds the exact GELU loop of the NormtuneGelu kernel (lib/backend/gelu.ts), the dropout loops of
+ * NormtuneDropout and its gradient (lib/backend/dropout.ts), LayerNorm's loops (lib/backend/layer_norm.ts)
+ * and the column sums of bias, gamma and broadcast gradients (lib/backend/col_sums.ts).
  *
  * Why not tfjs-wasm's XNNPACK: it builds an XNNPACK operator (packing the right operand) for every
  * product, ~80 us each, which dominated attention's hundreds of small per-(example, head) products; its

@@ -2,11 +2,11 @@
 // no relaxed SIMD; excluded from deno's fmt, lint and check in deno.json: it is not TypeScript for Deno).
 //
 // One AdamW update of one parameter on TensorFlow.js's own wasm heap (the module imports that memory),
-// and a non-finite check. `adamw` performs, per element and in the same order, the float32 operations of
-// the tfjs op sequence in lib/tuning/optimizer.ts (written out there); each f32x4 / f32 multiply, add,
-// subtract, divide and square root is IEEE-754 correctly rounded in wasm, as each tfjs kernel's
-// float32 result is, so the results are the op sequence's bits. No fused multiply-add: relaxed SIMD is
-// not enabled for this module.
+// a non-finite check, and the clipping norm's sums of squares. `adamw` performs, per element and in the
+// same order, the float32 operations of the tfjs op sequence in lib/tuning/optimizer.ts (written out
+// there); each f32x4 / f32 multiply, add, subtract, divide and square root is IEEE-754 correctly rounded
+// in wasm, as each tfjs kernel's float32 result is, so the results are the op sequence's bits. No fused
+// multiply-add: relaxed SIMD is not enabled for this module.
 
 /**
  * New p, m, v (at po, mo, vo) of `n` float32 elements from p, m, v and gradient g. `mask` (0: none) is a
