@@ -137,7 +137,7 @@ export class AdamW {
 
   /** Whether the fused kernel `name` runs here (it is registered for the active backend). */
   #fused(name: string): boolean {
-    return !this.ops && tf.getKernel(name, tf.getBackend()) !== undefined;
+    return !this.ops && registered(name);
   }
 
   /**
@@ -264,6 +264,11 @@ export class AdamW {
   }
 }
 
+/** Whether the fused kernel `name` is registered for the active backend (wasm and cpu). */
+function registered(name: string): boolean {
+  return tf.getKernel(name, tf.getBackend()) !== undefined;
+}
+
 /**
  * The global L2 norm of `grads` (0 for none): the sum of every gradient's sum of squares, then its square
  * root in float64. Each sum of squares is `tf.sum(tf.square(g))` (on wasm a float32 sum in index order,
@@ -272,7 +277,7 @@ export class AdamW {
  */
 export async function globalNorm(grads: Map<string, tf.Tensor>, ops = false): Promise<number> {
   if (grads.size === 0) return 0;
-  const fused = !ops && tf.getKernel(OPTIMIZER_KERNELS.sumSquares, tf.getBackend()) !== undefined;
+  const fused = !ops && registered(OPTIMIZER_KERNELS.sumSquares);
   const sq = tf.tidy(() =>
     tf.addN(
       fused

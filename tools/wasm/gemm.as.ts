@@ -351,7 +351,7 @@ export function gelu(x: usize, y: usize, d: usize, n: i32, block: usize): i32 {
   const a5 = kv(block, K_A5), a4 = kv(block, K_A4), a3 = kv(block, K_A3), a2 = kv(block, K_A2);
   const a1 = kv(block, K_A1), invSqrt2Pi = kv(block, K_INV_SQRT_2PI);
   const magic = f64x2.splat(4503599627370496.0); // 2^52
-  const last = i32x4.splat(<i32>(ks(block, K_EXP_MAX) * ks(block, K_EXP_STEPS))); // the table's last index
+  const last = i32x4.splat(<i32>(ks(block, K_EXP_MAX) * ks(block, K_EXP_STEPS))); // zz <= EXP_MAX's top j
   const table = block + K_TABLE;
   let nan = v128.splat<i64>(0);
   let i = 0;
